@@ -1,0 +1,159 @@
+"""The ``faceage`` command: ``fit|validate|test`` (LightningCLI), ``predict``, ``export``, ``prepare``, ``models``.
+
+Imports are deferred to the chosen command so that ``faceage predict --engine onnx`` starts without PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+USAGE = """usage: faceage COMMAND [options]
+
+commands:
+  fit        train a model (LightningCLI: --config configs/X.yaml, overrides like --model.head.name coral)
+  validate   validate a model (LightningCLI; --weights MODEL to load a saved model)
+  test       test a model: metrics JSON + plots (LightningCLI; --ckpt_path or --weights)
+  predict    ages of the faces in images or folders -> CSV / annotated images
+  export     write ONNX or TorchScript from a model
+  prepare    detect + align faces once and cache the chips for training
+  models     list backbones and heads
+run 'faceage COMMAND --help' for a command's options"""
+
+
+def _predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--output", default=None, help="CSV file to write (default: print to stdout)")
+    p.add_argument("--annotate", default=None, metavar="DIR", help="write copies with boxes and ages drawn into DIR")
+    p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    return p
+
+
+CSV_COLUMNS = ["file", "face", "age", "age_low", "age_high", "gender", "gender_p", "left", "top", "right", "bottom"]
+
+
+def predict_main(argv: list[str]) -> int:
+    args = _predict_parser().parse_args(argv)
+    from faceage.inference.predictor import Predictor
+
+    try:
+        predictor = Predictor(args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector, batch_size=args.batch_size, workers=args.workers, threads=args.threads)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out_file = open(args.output, "w", newline="") if args.output else sys.stdout
+    writer = csv.writer(out_file)
+    writer.writerow(CSV_COLUMNS)
+    n_ok = n_failed = n_faces = 0
+    annotate_dir = Path(args.annotate) if args.annotate else None
+    if annotate_dir:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    for result in predictor.predict_files(args.paths):
+        if result.error:
+            n_failed += 1
+            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+            continue
+        n_ok += 1
+        for f in result.faces:
+            n_faces += 1
+            writer.writerow([result.path, f.face, f"{f.age:.2f}", f.age_low, f.age_high, f.gender, f.gender_p, *f.box])
+        if annotate_dir:
+            from faceage.data.images import load_image
+            from faceage.inference.annotate import annotate
+
+            target = annotate_dir / (Path(result.path).stem + ".jpg")
+            annotate(load_image(result.path), result.faces).save(target, quality=92)
+    if args.output:
+        out_file.close()
+    where = f"; CSV: {args.output}" if args.output else ""
+    where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
+    print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{where}", file=sys.stderr)
+    return 0 if n_failed == 0 else 1
+
+
+def export_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="faceage export", description="Export a model to ONNX or TorchScript.")
+    p.add_argument("model", nargs="?", default=None, help="model dir / .ckpt (default: bundled)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--output", default=None, help="output file (default: model.onnx / model.torchscript.pt beside the model's config)")
+    args = p.parse_args(argv)
+
+    from faceage.inference.export import export_onnx, export_torchscript
+    from faceage.models.age_model import load_model
+
+    model = load_model(args.model)
+    default_dir = Path(args.model) if args.model and Path(args.model).is_dir() else Path(".")
+    name = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
+    out = Path(args.output) if args.output else default_dir / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (export_onnx if args.format == "onnx" else export_torchscript)(model, out)
+    config_target = out.parent / "config.json"
+    if not config_target.exists():
+        import json
+
+        config_target.write_text(json.dumps(model.config, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def prepare_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="faceage prepare", description="Detect and align faces once; cache the aligned chips.")
+    p.add_argument("root", help="folder of raw photos")
+    p.add_argument("output", help="folder for aligned chips (file names kept, so labels in names still parse)")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--chip-size", type=int, default=200)
+    p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
+    p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    from faceage.data.prepare import prepare_images
+    from faceage.inference.detect import UTKFACE_PADDING
+    from faceage.inference.predictor import expand_inputs
+
+    report = prepare_images(
+        expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
+        padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
+    )
+    print(report.summary())
+    return 0
+
+
+def models_main(argv: list[str]) -> int:
+    from faceage.models import BACKBONES, HEADS
+
+    print("backbones:", ", ".join(BACKBONES.names()), "(or any timm model name)")
+    print("heads:", ", ".join(HEADS.names()))
+    return 0
+
+
+COMMANDS = {"predict": predict_main, "export": export_main, "prepare": prepare_main, "models": models_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command in ("fit", "validate", "test"):
+        from faceage.training.cli import run_cli
+
+        run_cli([command, *rest])
+        return 0
+    if command in COMMANDS:
+        return COMMANDS[command](rest)
+    print(f"faceage: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

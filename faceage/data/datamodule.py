@@ -1,0 +1,207 @@
+"""``AgeDataModule``: dataset reader -> seeded split (saved) -> datasets with transforms from the model's input config."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from faceage.data.datasets import FaceDataset, ResumableLoader, collate_skip_none
+from faceage.data.readers import read_dataset
+from faceage.data.records import FaceRecord
+from faceage.data.splits import fold_split, kfold_records, leave_one_subject_out, load_split, save_split, split_records
+from faceage.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitConfig:
+    """How records are divided.
+
+    Attributes:
+        val_fraction: share of records for validation.
+        test_fraction: share for the test split (ignored in k-fold mode, where the fold is the test set).
+        seed: split seed (independent of the training seed).
+        stratify: keep the age distribution alike across splits.
+        subject_exclusive: ``"auto"`` (when the dataset has subject ids), ``"yes"`` or ``"no"``.
+        n_folds: 0 for a plain split; k for k-fold; -1 for leave-one-subject-out.
+        fold: which fold is the test set in k-fold mode.
+    """
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    stratify: bool = True
+    subject_exclusive: str = "auto"
+    n_folds: int = 0
+    fold: int = 0
+
+
+class AgeDataModule(L.LightningDataModule):
+    """Faces and ages for training, validation, testing and cross-dataset testing.
+
+    Args:
+        dataset: reader name (``utkface``, ``afad``, ``cacd``, ``appa_real``, ``fgnet``, ``aaf``, ``csv``).
+        root: dataset folder (or CSV file for ``csv``).
+        reader_kwargs: extra reader arguments (e.g. ``{"split": "train"}`` for APPA-REAL).
+        split: how to split (see :class:`SplitConfig`).
+        split_file: JSON split to load; when missing it is computed and written there (default: in the log dir).
+        test_dataset: reader of a second dataset used whole as the test set (cross-dataset evaluation).
+        test_root: its folder.
+        batch_size: per-process batch size.
+        num_workers: loader worker processes.
+        augment: training augmentation.
+        cache_images: keep decoded images in memory after first use.
+        max_samples: use only this many records (seeded subsample) for quick runs; 0 = all.
+        check_images: let readers open each file's header and report unreadable ones up front.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "utkface",
+        root: str = "../shared/data/utkface-part1",
+        reader_kwargs: dict | None = None,
+        split: SplitConfig | None = None,
+        split_file: str | None = None,
+        test_dataset: str | None = None,
+        test_root: str | None = None,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        augment: AugmentConfig | None = None,
+        cache_images: bool = True,
+        max_samples: int = 0,
+        check_images: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dataset, self.root = dataset, root
+        self.reader_kwargs = dict(reader_kwargs or {})
+        self.split_config = split or SplitConfig()
+        self.split_file = split_file
+        self.test_dataset, self.test_root = test_dataset, test_root
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augment = augment or AugmentConfig()
+        self.cache_images = cache_images
+        self.max_samples = max_samples
+        self.check_images = check_images
+        self.records: list[FaceRecord] = []
+        self.splits: dict[str, list[int]] = {}
+        self.input_config: dict | None = None
+        self.datasets: dict[str, FaceDataset] = {}
+
+    # ---- records and split --------------------------------------------------------------------------------------
+    def _read(self, name: str, root: str) -> list[FaceRecord]:
+        if not Path(root).exists():
+            raise FileNotFoundError(f"{root}: dataset folder not found (dataset {name!r})")
+        records, report = read_dataset(name, root, check_images=self.check_images, **(self.reader_kwargs if root == self.root else {}))
+        log.info("%s", report.summary())
+        print(report.summary())
+        if not records:
+            raise ValueError(f"{root}: no usable records for dataset {name!r}")
+        return [r for r in records if r.age is not None]
+
+    def _make_split(self) -> dict[str, list[int]]:
+        c = self.split_config
+        subject = {"auto": "auto", "yes": True, "no": False}.get(str(c.subject_exclusive), c.subject_exclusive)
+        if c.n_folds == 0:
+            return split_records(self.records, c.val_fraction, c.test_fraction, seed=c.seed, stratify=c.stratify, subject_exclusive=subject)
+        folds = leave_one_subject_out(self.records) if c.n_folds < 0 else kfold_records(self.records, c.n_folds, seed=c.seed, by_subject=subject)
+        if not 0 <= c.fold < len(folds):
+            raise ValueError(f"fold {c.fold} out of range: there are {len(folds)} folds")
+        return fold_split(self.records, folds, c.fold, val_fraction=c.val_fraction, seed=c.seed)
+
+    def _split_path(self) -> Path | None:
+        if self.split_file:
+            return Path(self.split_file)
+        trainer = getattr(self, "trainer", None)
+        log_dir = trainer.log_dir if trainer is not None else None
+        return Path(log_dir) / "split.json" if log_dir else None
+
+    def prepare_records(self) -> None:
+        """Reads the dataset and loads or computes (and saves) the split. Idempotent."""
+        if self.records:
+            return
+        records = self._read(self.dataset, self.root)
+        if self.max_samples and len(records) > self.max_samples:
+            import numpy as np
+
+            keep = np.sort(np.random.default_rng(self.split_config.seed).choice(len(records), self.max_samples, replace=False))
+            records = [records[i] for i in keep]
+        self.records = records
+        path = self._split_path()
+        if path is not None and path.exists():
+            self.splits = load_split(path, self.records)
+            print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
+        else:
+            self.splits = self._make_split()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_split(self.splits, path, self.records)
+                print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
+
+    def subset(self, name: str) -> list[FaceRecord]:
+        return [self.records[i] for i in self.splits.get(name, [])]
+
+    # ---- Lightning hooks ----------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_records()
+        module = getattr(self.trainer, "lightning_module", None) if getattr(self, "trainer", None) else None
+        if module is not None:
+            self.input_config = module.model.input_config
+        if self.input_config is None:
+            raise RuntimeError("AgeDataModule needs input_config (set by the model) before setup")
+        eval_tf = build_eval_transform(self.input_config)
+        self.datasets["train"] = FaceDataset(self.subset("train"), build_train_transform(self.input_config, self.augment), cache=self.cache_images)
+        for name in ("val", "test"):
+            self.datasets[name] = FaceDataset(self.subset(name), eval_tf, cache=self.cache_images)
+        if self.test_dataset:
+            self.datasets["test"] = FaceDataset(self._read(self.test_dataset, self.test_root or ""), eval_tf, cache=False)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
+        for name in wanted:
+            self.datasets[name].preload()
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        rank, world = self._world()
+        return ResumableLoader(
+            self.datasets[name],
+            batch_size=self.batch_size,
+            seed=self.split_config.seed if not shuffle else _training_seed(),
+            shuffle=shuffle,
+            rank=rank,
+            world_size=world,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["test"], batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_skip_none)
+
+    def state_dict(self) -> dict:
+        return {"split_config": asdict(self.split_config)}
+
+    def describe(self) -> str:
+        return json.dumps({k: len(v) for k, v in self.splits.items()})
+
+
+def _training_seed() -> int:
+    """The run's seed (``seed_everything`` sets ``PL_GLOBAL_SEED``), so data order follows ``--seed_everything``."""
+    import os
+
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))

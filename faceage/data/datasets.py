@@ -1,0 +1,157 @@
+"""Torch datasets over :class:`FaceRecord` lists, and the resumable sampler/loader used for training.
+
+Exact resume (a killed run continues to the same weights as an uninterrupted one) needs the data order and every
+random augmentation to be a function of (seed, epoch, position) only, and the loader to say how far it got.
+Lightning saves and restores a loader's ``state_dict`` when it has one, so :class:`ResumableLoader` provides it.
+PyTorch's ``DataLoader`` has no such state and torchdata's ``StatefulDataLoader`` is not a dependency here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data._utils.collate import default_collate
+
+from faceage.data.images import ImageLoadError, load_image
+from faceage.data.records import FaceRecord
+
+log = logging.getLogger(__name__)
+
+
+class FaceDataset(Dataset):
+    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int}``.
+
+    Unreadable images yield ``None`` (dropped by :func:`collate_skip_none`) and are logged once with the file
+    name and the problem, so one bad file never stops a run.
+
+    Args:
+        records: the faces.
+        transform: PIL image -> tensor.
+        cache: keep decoded images in memory (worth it for datasets that fit: UTKFace chips are ~120 kB each).
+    """
+
+    def __init__(self, records: Sequence[FaceRecord], transform: Callable[[Image.Image], torch.Tensor], cache: bool = False) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.failed: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def preload(self, threads: int = 4) -> None:
+        """Decodes every image once into the in-memory cache (before loader workers fork, so they share it)."""
+        if self._cache is None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(i: int) -> None:
+            try:
+                self._image(i)
+            except ImageLoadError as e:
+                self.failed.setdefault(self.records[i].path, e.problem)
+                log.warning("skipping %s", e)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(len(self.records))))
+
+    def _image(self, index: int) -> Image.Image:
+        if self._cache is not None and index in self._cache:
+            return Image.fromarray(self._cache[index])
+        img = load_image(self.records[index].path)
+        if self._cache is not None:
+            self._cache[index] = np.asarray(img)
+        return img
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict | None:
+        index, item_seed = item if isinstance(item, tuple) else (item, None)
+        if item_seed is not None:
+            torch.manual_seed(item_seed)  # augmentation depends on (seed, epoch, position) only: exact resume
+        rec = self.records[index]
+        try:
+            img = self._image(index)
+        except ImageLoadError as e:
+            if rec.path not in self.failed:
+                self.failed[rec.path] = e.problem
+                log.warning("skipping %s", e)
+            return None
+        return {
+            "image": self.transform(img),
+            "age": float(rec.age if rec.age is not None else -1),
+            "gender": -1 if rec.gender is None else int(rec.gender),
+            "race": -1 if rec.race is None else int(rec.race),
+            "index": index,
+        }
+
+
+def collate_skip_none(batch: list[dict | None]) -> dict | None:
+    """``default_collate`` over the samples that loaded; ``None`` when none did."""
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None
+
+
+class EpochSampler(Sampler):
+    """Seeded order for epoch ``e`` (a fresh permutation per epoch when ``shuffle``), yielding
+    ``(index, item_seed)`` pairs; ``skip`` drops the first positions (used when resuming mid-epoch)."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def _order(self) -> np.ndarray:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        if self.world_size > 1:  # pad to equal shards, as DistributedSampler does
+            per = -(-self.n // self.world_size)
+            order = np.resize(order, per * self.world_size)[self.rank :: self.world_size]
+        return order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        for pos in range(self.skip, len(order)):
+            yield int(order[pos]), int(np.random.default_rng([self.seed, self.epoch, pos, self.rank]).integers(2**31))
+
+    def __len__(self) -> int:
+        return len(self._order()) - self.skip
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` over an :class:`EpochSampler` whose ``state_dict`` records the epoch and the batches
+    already handed out; Lightning stores it in checkpoints and restores it on resume."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1, **kwargs) -> None:
+        sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_skip_none, **kwargs)
+        self._epoch = 0
+        self._batches_done = 0
+        self._resume: dict | None = None
+
+    def __iter__(self):
+        sampler: EpochSampler = self.sampler  # type: ignore[assignment]
+        if self._resume is not None:
+            self._epoch, self._batches_done = self._resume["epoch"], self._resume["batches_done"]
+            self._resume = None
+        else:
+            self._batches_done = 0
+        sampler.epoch = self._epoch
+        sampler.skip = self._batches_done * self.batch_size
+        for batch in super().__iter__():
+            self._batches_done += 1
+            yield batch
+        self._epoch += 1
+        self._batches_done = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch, "batches_done": self._batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "batches_done": int(state["batches_done"])}

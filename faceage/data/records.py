@@ -1,0 +1,108 @@
+"""The one record schema every dataset reader yields, and the report of records it had to reject."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GENDERS = ("male", "female")  # UTKFace coding: 0 male, 1 female
+RACES = ("white", "black", "asian", "indian", "others")  # UTKFace coding 0..4
+MIN_VALID_AGE, MAX_VALID_AGE = 0, 120
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One labelled face image.
+
+    Attributes:
+        path: image file.
+        age: age in years (real age), ``None`` only for unlabelled prediction inputs.
+        gender: 0 male, 1 female, ``None`` when unknown or untrusted.
+        race: 0..4 (see ``RACES``), ``None`` when unknown.
+        subject: identity id where the dataset has one (FG-NET, CACD, AAF), used for subject-exclusive splits.
+        apparent_age: APPA-REAL's mean apparent age, when known.
+    """
+
+    path: str
+    age: float | None
+    gender: int | None = None
+    race: int | None = None
+    subject: str | None = None
+    apparent_age: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ReadReport:
+    """What a reader rejected or partly distrusted, by kind, with the first few file names of each kind.
+
+    ``skipped`` kinds lost the whole record (no usable age); ``dropped`` kinds lost one field only
+    (e.g. an invalid gender code leaves the age usable and the gender unknown).
+    """
+
+    source: str = ""
+    n_ok: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: int = 5
+
+    def skip(self, kind: str, name: str) -> None:
+        self.skipped[kind] += 1
+        self._example(kind, name)
+
+    def drop(self, kind: str, name: str) -> None:
+        self.dropped[kind] += 1
+        self._example(kind, name)
+
+    def _example(self, kind: str, name: str) -> None:
+        names = self.examples.setdefault(kind, [])
+        if len(names) < self.max_examples:
+            names.append(str(name))
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def merge(self, other: ReadReport) -> None:
+        self.n_ok += other.n_ok
+        self.skipped.update(other.skipped)
+        self.dropped.update(other.dropped)
+        for kind, names in other.examples.items():
+            for n in names:
+                self._example(kind, n)
+
+    def summary(self) -> str:
+        """Human-readable lines: totals, then each kind with its count and example names."""
+        lines = [f"{self.source}: {self.n_ok} records ok, {self.n_skipped} skipped"]
+        for kind, n in sorted(self.skipped.items()):
+            lines.append(f"  skipped {n} x {kind}: e.g. {', '.join(self.examples.get(kind, []))}")
+        for kind, n in sorted(self.dropped.items()):
+            lines.append(f"  kept age but dropped field for {n} x {kind}: e.g. {', '.join(self.examples.get(kind, []))}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "n_ok": self.n_ok,
+            "skipped": dict(self.skipped),
+            "dropped": dict(self.dropped),
+            "examples": self.examples,
+        }
+
+
+def save_records(records: list[FaceRecord], path: str | Path) -> None:
+    """Writes records as JSON lines."""
+    with open(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r.to_dict()) + "\n")
+
+
+def load_records(path: str | Path) -> list[FaceRecord]:
+    """Reads records written by :func:`save_records`."""
+    with open(path) as f:
+        return [FaceRecord(**json.loads(line)) for line in f if line.strip()]

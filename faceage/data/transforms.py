@@ -1,0 +1,100 @@
+"""Image transforms, built from a model's input config so training, evaluation and inference preprocess alike.
+
+The input config travels inside every checkpoint (``AgeModel.config["input"]``)::
+
+    {"image_size": 64, "mean": [...], "std": [...], "crop": 0.8,
+     "alignment": {"method": "dlib5", "chip_size": 200, "padding": 0.4}}
+
+``crop`` is the central fraction of the aligned chip the network sees; ``alignment`` says how raw photos are
+turned into chips like the training chips (see :mod:`faceage.inference.detect`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (seed 000/002 style), all applied to the aligned chip.
+
+    Attributes:
+        hflip: random horizontal flip.
+        rotation: max rotation in degrees.
+        translate: max shift as a fraction of the chip side.
+        scale: max zoom in/out fraction (random crop size).
+        color_jitter: brightness/contrast/saturation jitter strength (0 disables).
+        grayscale: probability of converting to greyscale.
+        erasing: probability of random erasing (cutout) on the tensor.
+    """
+
+    hflip: bool = True
+    rotation: float = 10.0
+    translate: float = 0.05
+    scale: float = 0.1
+    color_jitter: float = 0.2
+    grayscale: float = 0.05
+    erasing: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CenterCropFraction(torch.nn.Module):
+    """Keeps the central ``fraction`` of each side (any input size), so one config serves chips of any size."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        if not 0 < fraction <= 1:
+            raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+
+    def forward(self, img: Image.Image) -> Image.Image:
+        if self.fraction == 1:
+            return img
+        w, h = img.size
+        cw, ch = round(w * self.fraction), round(h * self.fraction)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        return img.crop((left, top, left + cw, top + ch))
+
+
+def _normalize(input_config: dict) -> list:
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(input_config["mean"]), list(input_config["std"]))]
+
+
+def build_eval_transform(input_config: dict) -> T.Compose:
+    """Aligned chip (PIL RGB) -> normalised tensor ``(3, S, S)``; the only inference-time preprocessing."""
+    size = int(input_config["image_size"])
+    return T.Compose([CenterCropFraction(float(input_config.get("crop", 1.0))), T.Resize((size, size), antialias=True), *_normalize(input_config)])
+
+
+def build_train_transform(input_config: dict, augment: AugmentConfig | None = None) -> T.Compose:
+    """Like :func:`build_eval_transform` with random geometric and photometric changes first."""
+    aug = augment or AugmentConfig()
+    size = int(input_config["image_size"])
+    steps: list = []
+    if aug.rotation or aug.translate or aug.scale:
+        steps.append(
+            T.RandomAffine(
+                degrees=aug.rotation,
+                translate=(aug.translate, aug.translate),
+                scale=(1 - aug.scale, 1 + aug.scale),
+                interpolation=T.InterpolationMode.BILINEAR,
+            )
+        )
+    steps += [CenterCropFraction(float(input_config.get("crop", 1.0))), T.Resize((size, size), antialias=True)]
+    if aug.hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if aug.color_jitter:
+        c = aug.color_jitter
+        steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.05, c / 4)))
+    if aug.grayscale:
+        steps.append(T.RandomGrayscale(p=aug.grayscale))
+    steps += _normalize(input_config)
+    if aug.erasing:
+        steps.append(T.RandomErasing(p=aug.erasing))
+    return T.Compose(steps)

@@ -1,0 +1,217 @@
+"""``Predictor``: photos in, one :class:`FaceResult` per face out — detect + align (or take the image as the face),
+preprocess from the model's own input config, run the engine, decode age, 90% interval and gender.
+
+    >>> predictor = Predictor()                       # bundled model, PyTorch engine
+    >>> faces = predictor.predict("photo.jpg")        # list[FaceResult]
+    >>> faces[0].age, faces[0].interval, faces[0].gender
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceage.data.images import ImageLoadError, is_image_file, load_image
+from faceage.inference.preprocess import preprocess_chip
+
+
+@dataclass
+class FaceResult:
+    """One face in one image.
+
+    Attributes:
+        face: index of the face in its image (largest first).
+        box: ``(left, top, right, bottom)`` in image pixels (the whole image with ``detect=False``).
+        age: estimated age in years.
+        age_low: lower end of the 90% interval (``None`` when the head has no distribution).
+        age_high: upper end of the 90% interval.
+        gender: ``"male"``/``"female"`` when the model has a gender head, else ``None``.
+        gender_p: probability of the predicted gender.
+    """
+
+    face: int
+    box: tuple[int, int, int, int]
+    age: float
+    age_low: float | None = None
+    age_high: float | None = None
+    gender: str | None = None
+    gender_p: float | None = None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return None if self.age_low is None else (self.age_low, self.age_high)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FileResult:
+    """Outcome for one input file: its faces, or the problem that stopped it."""
+
+    path: str
+    faces: list[FaceResult]
+    error: str | None = None
+
+
+def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, K)`` probabilities over ``min_age..`` -> central ``level`` interval bounds ``(B,)``, ``(B,)``."""
+    cdf = np.cumsum(dist, axis=1)
+    k = dist.shape[1] - 1
+    lo = np.minimum((cdf < (1 - level) / 2).sum(axis=1), k)
+    hi = np.minimum((cdf < 1 - (1 - level) / 2).sum(axis=1), k)
+    return lo + min_age, hi + min_age
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Files as given, folders expanded (recursively, sorted) to their image files."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and is_image_file(f))
+        else:
+            out.append(str(path))
+    return out
+
+
+class Predictor:
+    """Age (and gender) of every face in an image.
+
+    Args:
+        model: model directory, ``.ckpt``, an ``AgeModel``, or ``None`` for the bundled default model.
+        engine: ``"torch"`` or ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch).
+        detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
+        detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
+        batch_size: faces per forward pass.
+        workers: threads decoding images in parallel.
+        threads: intra-op threads of the engine (default: library default).
+    """
+
+    def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64, workers: int = 2, threads: int | None = None) -> None:
+        if engine not in ("torch", "onnx"):
+            raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
+        if model is None:
+            from faceage.models.pretrained import bundled_model_dir
+
+            model = bundled_model_dir()
+        if engine == "onnx":
+            from faceage.inference.engines import OnnxEngine
+
+            if not isinstance(model, (str, os.PathLike)):
+                raise ValueError("the onnx engine needs a model directory holding model.onnx")
+            self.engine = OnnxEngine(model, threads=threads)
+        else:
+            from faceage.inference.engines import TorchEngine
+            from faceage.models.age_model import AgeModel, load_model
+
+            self.engine = TorchEngine(model if isinstance(model, AgeModel) else load_model(model), threads=threads)
+        self.config = self.engine.config
+        self.input_config = self.config["input"]
+        self.detect = detect
+        self.batch_size = batch_size
+        self.workers = workers
+        self._detector = None
+        self._detector_kind = detector
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from faceage.inference.detect import FaceDetector
+
+            align = self.input_config.get("alignment", {})
+            self._detector = FaceDetector(detector=self._detector_kind, chip_size=int(align.get("chip_size", 200)), padding=float(align.get("padding", 0.4)))
+        return self._detector
+
+    # ---- stages -------------------------------------------------------------------------------------------------
+    def _faces(self, image: Image.Image) -> list[tuple[tuple[int, int, int, int], Image.Image]]:
+        if not self.detect:
+            return [((0, 0, image.width, image.height), image)]
+        return [(f.box, f.chip) for f in self.detector.detect(image)]
+
+    def _prepare(self, source) -> tuple[list, np.ndarray]:
+        image = load_image(source)
+        faces = self._faces(image)
+        arrays = np.stack([preprocess_chip(chip, self.input_config) for _, chip in faces]) if faces else np.zeros((0, 3, 1, 1), np.float32)
+        return [box for box, _ in faces], arrays
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outs: list[dict[str, np.ndarray]] = []
+        for i in range(0, len(batch), self.batch_size):
+            outs.append(self.engine(np.ascontiguousarray(batch[i : i + self.batch_size])))
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _results(self, boxes: list, out: dict[str, np.ndarray]) -> list[FaceResult]:
+        results = []
+        lo = hi = None
+        if "distribution" in out:
+            lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))
+        for i, box in enumerate(boxes):
+            r = FaceResult(face=i, box=tuple(int(v) for v in box), age=round(float(out["age"][i]), 2))
+            if lo is not None:
+                r.age_low, r.age_high = float(lo[i]), float(hi[i])
+            if "gender_prob" in out:
+                p = float(out["gender_prob"][i])
+                r.gender, r.gender_p = ("female", round(p, 4)) if p >= 0.5 else ("male", round(1 - p, 4))
+            results.append(r)
+        return results
+
+    # ---- public -------------------------------------------------------------------------------------------------
+    def predict(self, image) -> list[FaceResult]:
+        """One image (path, bytes, PIL image or uint8 array) -> its faces. Raises :class:`ImageLoadError`."""
+        boxes, arrays = self._prepare(image)
+        if not boxes:
+            return []
+        return self._results(boxes, self._run(arrays))
+
+    def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
+        """Files/folders -> one :class:`FileResult` per image file, in order; bad files carry their error and the
+        rest go on. Images are decoded in ``workers`` threads and faces batched across files."""
+        files = expand_inputs(paths)
+
+        def prepare(path: str):
+            try:
+                return self._prepare(path)
+            except ImageLoadError as e:
+                return e
+            except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
+                return ImageLoadError(path, f"{type(e).__name__}: {e}")
+
+        pending: list[tuple[str, list, np.ndarray]] = []
+
+        def flush() -> Iterator[FileResult]:
+            if not pending:
+                return
+            batch = np.concatenate([a for _, _, a in pending if len(a)]) if any(len(a) for _, _, a in pending) else None
+            out = self._run(batch) if batch is not None else {}
+            start = 0
+            for path, boxes, arrays in pending:
+                if not boxes:
+                    yield FileResult(path, [], "no face found")
+                    continue
+                part = {k: v[start : start + len(boxes)] for k, v in out.items()}
+                start += len(boxes)
+                yield FileResult(path, self._results(boxes, part))
+            pending.clear()
+
+        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            n_faces = 0
+            for path, prepared in zip(files, pool.map(prepare, files)):
+                if isinstance(prepared, ImageLoadError):
+                    yield from flush()
+                    n_faces = 0
+                    yield FileResult(path, [], prepared.problem)
+                    continue
+                boxes, arrays = prepared
+                pending.append((path, boxes, arrays))
+                n_faces += len(boxes)
+                if n_faces >= self.batch_size:
+                    yield from flush()
+                    n_faces = 0
+            yield from flush()

@@ -1,0 +1,24 @@
+"""Inference preprocessing in NumPy + Pillow (no torch), equal to :func:`faceage.data.transforms.build_eval_transform`
+on PIL input (a test holds them together), so the ONNX engine runs without importing PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def preprocess_chip(chip: Image.Image, input_config: dict) -> np.ndarray:
+    """Aligned RGB chip -> float32 ``(3, S, S)`` normalised as the model was trained."""
+    frac = float(input_config.get("crop", 1.0))
+    if frac < 1:
+        w, h = chip.size
+        cw, ch = round(w * frac), round(h * frac)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        chip = chip.crop((left, top, left + cw, top + ch))
+    size = int(input_config["image_size"])
+    if chip.size != (size, size):
+        chip = chip.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(chip, dtype=np.float32) / 255.0
+    mean = np.asarray(input_config["mean"], dtype=np.float32)
+    std = np.asarray(input_config["std"], dtype=np.float32)
+    return ((arr - mean) / std).transpose(2, 0, 1).astype(np.float32)

@@ -1,0 +1,198 @@
+"""``AgeModel``: backbone + age head (+ optional gender head), with the config that rebuilds it and its inputs.
+
+The config is plain JSON and is stored beside the weights (``save_pretrained``: safetensors + ``config.json``,
+the Hugging Face Hub layout) and inside Lightning checkpoints, so inference rebuilds the exact preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceage.models.backbones import apply_transfer_mode, create_backbone
+from faceage.models.heads import create_head
+
+DEFAULT_ALIGNMENT = {"method": "dlib5", "chip_size": 200, "padding": 0.4}
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class AgeModel(nn.Module):
+    """Face image -> age (and gender).
+
+    Args:
+        backbone: faceage backbone name or timm model name.
+        head: age head name (``faceage.models.heads.HEADS``).
+        head_kwargs: extra head arguments (e.g. ``{"sigma": 2.0}`` for ``dldl``).
+        min_age: youngest age the head can output.
+        max_age: oldest age the head can output.
+        pretrained: start the backbone from pretrained weights (hub weights for timm, bundled for cydral).
+        image_size: network input side; default the backbone's own.
+        crop: central fraction of the aligned chip fed to the network.
+        mean: per-channel normalisation mean (default: the backbone's).
+        std: per-channel normalisation std (default: the backbone's).
+        alignment: how raw photos are aligned into chips like the training ones.
+        gender: add a binary gender head (multitask).
+        dropout: dropout before the heads.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        head: str = "dldl",
+        head_kwargs: dict | None = None,
+        min_age: int = 0,
+        max_age: int = 110,
+        pretrained: bool = False,
+        image_size: int | None = None,
+        crop: float = 1.0,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        alignment: dict | None = None,
+        gender: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained=pretrained, image_size=image_size)
+        default = self.backbone.default_input
+        self.input_config = {
+            "image_size": int(image_size or default["image_size"]),
+            "mean": [float(v) for v in (mean or default["mean"])],
+            "std": [float(v) for v in (std or default["std"])],
+            "crop": float(crop),
+            "alignment": dict(alignment or DEFAULT_ALIGNMENT),
+        }
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.head = create_head(head, self.backbone.num_features, min_age=min_age, max_age=max_age, **(head_kwargs or {}))
+        self.gender_head = nn.Linear(self.backbone.num_features, 1) if gender else None
+        self.config = {
+            "backbone": backbone,
+            "head": head,
+            "head_kwargs": dict(head_kwargs or {}),
+            "min_age": int(min_age),
+            "max_age": int(max_age),
+            "gender": bool(gender),
+            "dropout": float(dropout),
+            "input": self.input_config,
+        }
+
+    def set_transfer(self, mode: str, unfreeze_last: int = 0) -> None:
+        """Transfer-learning mode of the backbone (see :func:`apply_transfer_mode`); heads always train."""
+        apply_transfer_mode(self.backbone, mode, unfreeze_last)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images ``(B, 3, S, S)`` normalised -> ``{"age_logits": (B, K), "gender_logit": (B,)?, "features": (B, F)}``."""
+        features = self.backbone(images)
+        dropped = self.dropout(features)
+        out = {"features": features, "age_logits": self.head(dropped)}
+        if self.gender_head is not None:
+            out["gender_logit"] = self.gender_head(dropped)[:, 0]
+        return out
+
+    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor | None = None, gender_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """Age loss plus (multitask) masked gender BCE; ``genders`` uses -1 for unknown. Returns named terms and ``loss``."""
+        terms = {"age_loss": self.head.loss(out["age_logits"], ages)}
+        total = terms["age_loss"]
+        if self.gender_head is not None and genders is not None:
+            known = genders >= 0
+            if known.any():
+                terms["gender_loss"] = F.binary_cross_entropy_with_logits(out["gender_logit"][known], genders[known].float())
+                total = total + gender_weight * terms["gender_loss"]
+        terms["loss"] = total
+        return terms
+
+    @torch.no_grad()
+    def decode(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Forward output -> ``{"age": (B,), "distribution": (B, K)?, "gender_prob": (B,)? (P(female))}``."""
+        result = {"age": self.head.predict(out["age_logits"])}
+        dist = self.head.distribution(out["age_logits"])
+        if dist is not None:
+            result["distribution"] = dist
+        if "gender_logit" in out:
+            result["gender_prob"] = out["gender_logit"].sigmoid()
+        return result
+
+    # ---- persistence -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: dict) -> AgeModel:
+        """Rebuilds the architecture (random weights) from :attr:`config`."""
+        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "dropout", "input"}
+        unknown = set(config) - known - {"faceage_version", "metrics", "training"}
+        if unknown:
+            raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
+        inp = config.get("input", {})
+        return cls(
+            backbone=config["backbone"],
+            head=config["head"],
+            head_kwargs=config.get("head_kwargs"),
+            min_age=config.get("min_age", 0),
+            max_age=config.get("max_age", 110),
+            pretrained=False,
+            image_size=inp.get("image_size"),
+            crop=inp.get("crop", 1.0),
+            mean=inp.get("mean"),
+            std=inp.get("std"),
+            alignment=inp.get("alignment"),
+            gender=config.get("gender", False),
+            dropout=config.get("dropout", 0.0),
+        )
+
+    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Writes ``model.safetensors`` + ``config.json`` (plus ``extra`` keys such as metrics) to ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+        from faceage import __version__
+
+        (directory / CONFIG_NAME).write_text(json.dumps({**self.config, "faceage_version": __version__, **(extra or {})}, indent=2))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> AgeModel:
+        """Loads a model saved by :meth:`save_pretrained` (safetensors: no code runs from the file)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).exists():
+                raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
+        config = json.loads((directory / CONFIG_NAME).read_text())
+        model = cls.from_config(config)
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.eval()
+        return model
+
+
+def load_model(source: str | Path | None = None) -> AgeModel:
+    """Loads an ``AgeModel`` from a model directory, a ``.safetensors`` file beside its ``config.json``, or a
+    Lightning ``.ckpt`` (read with ``torch.load(weights_only=True)``); ``None`` gives the bundled default model."""
+    if source is None:
+        from faceage.models.pretrained import bundled_model_dir
+
+        source = bundled_model_dir()
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model not found")
+    if path.is_dir():
+        return AgeModel.from_pretrained(path)
+    if path.suffix == ".safetensors":
+        return AgeModel.from_pretrained(path.parent)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
+        raise ValueError(f"{path}: not a readable faceage checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
+        raise ValueError(f"{path}: not a faceage checkpoint (no 'model_config' entry)")
+    model = AgeModel.from_config(ckpt["model_config"])
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)
+    model.eval()
+    return model

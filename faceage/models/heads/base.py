@@ -1,0 +1,80 @@
+"""The interface every age head shares, and the head registry.
+
+A head maps backbone features ``(B, F)`` to logits, and knows how to turn those logits into a loss, a point
+estimate of age, and (where the head has one) a distribution over the integer ages ``min_age..max_age``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from faceage._registry import Registry
+
+HEADS: Registry[type[AgeHead]] = Registry("head")
+
+
+class AgeHead(nn.Module):
+    """Base class of age heads.
+
+    Args:
+        in_features: backbone feature size ``F``.
+        min_age: youngest age the head can output (inclusive).
+        max_age: oldest age the head can output (inclusive).
+    """
+
+    has_distribution: bool = True
+
+    def __init__(self, in_features: int, min_age: int = 0, max_age: int = 110) -> None:
+        super().__init__()
+        if max_age <= min_age:
+            raise ValueError(f"max_age ({max_age}) must be greater than min_age ({min_age})")
+        self.in_features = in_features
+        self.min_age = int(min_age)
+        self.max_age = int(max_age)
+        self.num_ages = self.max_age - self.min_age + 1
+        self.register_buffer("age_values", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features ``(B, F)`` -> logits ``(B, num_outputs)``."""
+        return self.fc(features)
+
+    def loss(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
+        """logits ``(B, num_outputs)``, ages ``(B,)`` float years -> scalar loss."""
+        raise NotImplementedError
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits -> predicted age ``(B,)`` in years (float)."""
+        dist = self.distribution(logits)
+        return dist @ self.age_values
+
+    def distribution(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """logits -> probabilities ``(B, num_ages)`` over ``min_age..max_age`` (rows sum to 1), or ``None``."""
+        return None
+
+    def age_to_index(self, ages: torch.Tensor) -> torch.Tensor:
+        """Float ages ``(B,)`` -> class indices ``(B,)`` clamped into the head's range."""
+        return (ages.round() - self.min_age).clamp(0, self.num_ages - 1).long()
+
+
+def cumulative_to_distribution(p_greater: torch.Tensor) -> torch.Tensor:
+    """Turns ``P(y > k)`` for ``k = 0..K-2`` ``(B, K-1)`` into ``P(y = k)`` ``(B, K)``.
+
+    Ordinal heads (CORAL, CORN) produce rank-monotonic exceedance probabilities, so differences are >= 0; a clamp
+    guards against float noise before renormalising.
+    """
+    ones = torch.ones_like(p_greater[:, :1])
+    zeros = torch.zeros_like(p_greater[:, :1])
+    upper = torch.cat([ones, p_greater], dim=1)
+    lower = torch.cat([p_greater, zeros], dim=1)
+    dist = (upper - lower).clamp_min(0)
+    return dist / dist.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def create_head(name: str, in_features: int, min_age: int = 0, max_age: int = 110, **kwargs) -> AgeHead:
+    """Builds the head registered as ``name`` (see ``HEADS.names()``)."""
+    cls = HEADS.get(name)
+    try:
+        return cls(in_features, min_age=min_age, max_age=max_age, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"head {name!r}: {e}") from None

@@ -1,0 +1,42 @@
+"""Default training callbacks: best checkpoint by val MAE, frequent ``last.ckpt`` for resume, early stopping, and
+export of the best weights as a ready-to-use model directory (safetensors + config.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+
+class ExportBestModel(L.Callback):
+    """At the end of ``fit``, writes the best checkpoint's model to ``<log_dir>/model`` with ``save_pretrained``."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        model = pl_module.model
+        score = None
+        if best and Path(best).exists():
+            ckpt = torch.load(best, map_location="cpu", weights_only=True)
+            prefix = "model."
+            model = type(model).from_config(ckpt["model_config"])
+            model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
+            cb = trainer.checkpoint_callback
+            score = float(cb.best_model_score) if cb.best_model_score is not None else None
+        out = Path(trainer.log_dir) / "model"
+        model.save_pretrained(out, extra={"training": {"best_checkpoint": best, "best_val_mae": score, "epochs": trainer.current_epoch}})
+        print(f"model saved to {out} (best val MAE {score})")
+
+
+def default_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callback]:
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(monitor="val/mae", mode="min", filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
+        ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
+        ExportBestModel(),
+    ]
+    if patience:
+        callbacks.append(EarlyStopping(monitor="val/mae", mode="min", patience=patience))
+    return callbacks

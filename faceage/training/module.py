@@ -1,0 +1,297 @@
+"""``AgeModule``: the LightningModule that trains and evaluates an :class:`AgeModel`.
+
+One ``model_step`` serves train/val/test; metrics are logged with a stage prefix (``train/loss``, ``val/mae``,
+``val/cs5``). The checkpoint carries ``model_config`` (a plain dict) so it can be loaded safely with
+``torch.load(weights_only=True)`` and turned back into an ``AgeModel`` with its preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchmetrics import MeanAbsoluteError, MeanMetric
+
+from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+
+
+@dataclass
+class BackboneConfig:
+    """Backbone choice and transfer learning.
+
+    Attributes:
+        name: faceage backbone (``resnet18``, ``cydral_resnet10``, ...) or any timm model name.
+        pretrained: start from pretrained weights (timm/torchvision hub weights, or the bundled Cydral net).
+        transfer: ``scratch``, ``frozen`` (feature extraction), ``finetune`` or ``partial`` (last N blocks).
+        unfreeze_last: blocks trained in ``partial`` mode.
+        image_size: input side (default: the backbone's).
+        crop: central fraction of the aligned chip fed to the network.
+        dropout: dropout before the heads.
+        alignment: how raw photos are aligned into chips like the training chips.
+    """
+
+    name: str = "resnet18"
+    pretrained: bool = False
+    transfer: str = "finetune"
+    unfreeze_last: int = 0
+    image_size: int | None = None
+    crop: float = 1.0
+    dropout: float = 0.0
+    alignment: dict = field(default_factory=lambda: dict(DEFAULT_ALIGNMENT))
+
+
+@dataclass
+class HeadConfig:
+    """Age head: ``name`` in ``l1, mse, ce, dldl, mean_variance, coral, corn``; ``kwargs`` its own options."""
+
+    name: str = "dldl"
+    min_age: int = 0
+    max_age: int = 110
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    Attributes:
+        name: ``adam``, ``adamw`` or ``sgd``.
+        lr: head learning rate (and backbone's unless ``backbone_lr`` is set).
+        backbone_lr: separate backbone learning rate.
+        weight_decay: decoupled (AdamW) or L2 weight decay.
+        momentum: SGD momentum.
+        scheduler: ``none``, ``cosine``, ``cosine_restarts``, ``cyclic``, ``step``, ``plateau``, ``onecycle``.
+        warmup_epochs: linear warm-up before ``cosine``.
+        step_size: epochs per decay for ``step``; restart period for ``cosine_restarts``.
+        gamma: decay factor for ``step`` / ``plateau``.
+        min_lr: floor of the cosine schedules.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    backbone_lr: float | None = None
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 1e-6
+
+
+class AgeModule(L.LightningModule):
+    """Trains backbone + age head (+ gender head when ``gender``).
+
+    Args:
+        backbone: backbone and transfer-learning settings.
+        head: age head settings.
+        optim: optimizer and schedule.
+        gender: add a gender head (multitask); missing gender labels are masked out of its loss.
+        gender_weight: weight of the gender loss.
+        early_stopping_patience: epochs without val MAE improvement before stopping (0 disables).
+        checkpoint_every_n_steps: also save ``last.ckpt`` every N training steps, so a killed run loses little.
+        tta_flip: average predictions over the image and its mirror at validation/test time.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig | None = None,
+        head: HeadConfig | None = None,
+        optim: OptimConfig | None = None,
+        gender: bool = False,
+        gender_weight: float = 0.5,
+        early_stopping_patience: int = 10,
+        checkpoint_every_n_steps: int = 100,
+        tta_flip: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone_config = backbone or BackboneConfig()
+        self.head_config = head or HeadConfig()
+        self.optim_config = optim or OptimConfig()
+        # plain dicts only: checkpoints stay loadable with torch.load(weights_only=True)
+        self.save_hyperparameters(
+            {
+                "backbone": asdict(self.backbone_config),
+                "head": asdict(self.head_config),
+                "optim": asdict(self.optim_config),
+                "gender": gender,
+                "gender_weight": gender_weight,
+                "early_stopping_patience": early_stopping_patience,
+                "checkpoint_every_n_steps": checkpoint_every_n_steps,
+                "tta_flip": tta_flip,
+            }
+        )
+        b, h = self.backbone_config, self.head_config
+        self.model = AgeModel(
+            backbone=b.name,
+            head=h.name,
+            head_kwargs=h.kwargs,
+            min_age=h.min_age,
+            max_age=h.max_age,
+            pretrained=b.pretrained and b.transfer != "scratch",
+            image_size=b.image_size,
+            crop=b.crop,
+            alignment=b.alignment,
+            gender=gender,
+            dropout=b.dropout,
+        )
+        self.model.set_transfer(b.transfer, b.unfreeze_last)
+        self.gender_weight = gender_weight
+        self.tta_flip = tta_flip
+        # ModuleDict keys may not shadow nn.Module attributes such as ``train``: keys are "<stage>_"
+        self.mae = torch.nn.ModuleDict({f"{s}_": MeanAbsoluteError() for s in ("train", "val", "test")})
+        self.cs5 = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.gender_acc = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self._test_outputs: list[dict] = []
+
+    # ---- steps --------------------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(images)
+
+    def predict_batch(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decoded predictions, averaged with the mirrored image when ``tta_flip``."""
+        pred = self.model.decode(self.model(images))
+        if self.tta_flip:
+            flipped = self.model.decode(self.model(images.flip(-1)))
+            pred = {k: (v + flipped[k]) / 2 for k, v in pred.items()}
+        return pred
+
+    def model_step(self, batch: dict, stage: str) -> torch.Tensor | None:
+        if batch is None:
+            return None
+        ages = batch["age"].float()
+        out = self.model(batch["image"])
+        terms = self.model.loss(out, ages, batch["gender"], self.gender_weight)
+        n = len(ages)
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True, prog_bar=name == "loss", batch_size=n, sync_dist=stage != "train")
+        if stage == "train":
+            self.mae["train_"](self.model.head.predict(out["age_logits"].detach()), ages)
+            self.log("train/mae", self.mae["train_"], on_step=False, on_epoch=True, batch_size=n)
+            return terms["loss"]
+        pred = self.predict_batch(batch["image"]) if self.tta_flip else self.model.decode(out)
+        err = (pred["age"] - ages).abs()
+        self.mae[f"{stage}_"](pred["age"], ages)
+        self.cs5[f"{stage}_"].update((err <= 5).float())
+        self.log(f"{stage}/mae", self.mae[f"{stage}_"], on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(f"{stage}/cs5", self.cs5[f"{stage}_"], on_epoch=True, batch_size=n)
+        if "gender_prob" in pred:
+            known = batch["gender"] >= 0
+            if known.any():
+                self.gender_acc[f"{stage}_"].update(((pred["gender_prob"][known] > 0.5).long() == batch["gender"][known]).float())
+                self.log(f"{stage}/gender_acc", self.gender_acc[f"{stage}_"], on_epoch=True, batch_size=int(known.sum()))
+        if stage == "test":
+            row = {"index": batch["index"], "age": ages, "pred": pred["age"], "gender": batch["gender"], "race": batch["race"]}
+            if "gender_prob" in pred:
+                row["gender_prob"] = pred["gender_prob"]
+            if "distribution" in pred:
+                row["interval"] = distribution_interval(pred["distribution"], self.model.head.age_values)
+            self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
+        return terms["loss"]
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.model_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.model_step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+
+    def on_test_epoch_end(self) -> None:
+        if not self._test_outputs:
+            return
+        rows = {k: torch.cat([o[k] for o in self._test_outputs]) for k in self._test_outputs[0]}
+        if self.trainer.world_size > 1:
+            rows = {k: self.all_gather(v.to(self.device)).flatten(0, 1).cpu() for k, v in rows.items()}
+        if self.trainer.is_global_zero:
+            from faceage.training.reporting import write_test_report
+
+            write_test_report(self, rows)
+
+    # ---- optimisation -------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim_config
+        backbone_params = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        head_params = [p for n, p in self.model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        groups = [{"params": head_params, "lr": o.lr}]
+        if backbone_params:
+            groups.append({"params": backbone_params, "lr": o.backbone_lr if o.backbone_lr is not None else o.lr})
+        if o.name == "adam":
+            opt = torch.optim.Adam(groups, weight_decay=o.weight_decay)
+        elif o.name == "adamw":
+            opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
+        elif o.name == "sgd":
+            opt = torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
+        else:
+            raise ValueError(f"optim.name must be adam, adamw or sgd, got {o.name!r}")
+        return self._scheduler(opt)
+
+    def _scheduler(self, opt: torch.optim.Optimizer):
+        o = self.optim_config
+        max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max_epochs) if self._trainer is not None else 1
+        base = [g["lr"] for g in opt.param_groups]
+        if o.scheduler == "none":
+            return opt
+        if o.scheduler == "cosine":
+            warm = o.warmup_epochs * steps_per_epoch
+            total = max_epochs * steps_per_epoch
+
+            def factor(step: int, base_lr: float) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                t = (step - warm) / max(1, total - warm)
+                floor = o.min_lr / base_lr
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, b=b: factor(s, b) for b in base])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "cosine_restarts":
+            sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=o.step_size * steps_per_epoch, eta_min=o.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "cyclic":
+            sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=[b / 10 for b in base], max_lr=base, step_size_up=max(1, steps_per_epoch * o.step_size // 2), cycle_momentum=o.name == "sgd")
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=base, total_steps=max_epochs * steps_per_epoch)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if o.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.gamma, patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/mae", "interval": "epoch"}}
+        raise ValueError(f"optim.scheduler must be none, cosine, cosine_restarts, cyclic, onecycle, step or plateau, got {o.scheduler!r}")
+
+    def on_train_epoch_start(self) -> None:
+        # frozen backbone parts keep their batch-norm statistics (true feature extraction)
+        if self.backbone_config.transfer in ("frozen", "partial"):
+            for m in self.model.backbone.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+
+    # ---- checkpoints --------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["model_config"] = json.loads(json.dumps(self.model.config))
+
+    def configure_callbacks(self):
+        from faceage.training.callbacks import default_callbacks
+
+        return default_callbacks(self.hparams["early_stopping_patience"], self.hparams["checkpoint_every_n_steps"])
+
+
+def distribution_interval(dist: torch.Tensor, ages: torch.Tensor, level: float = 0.9) -> torch.Tensor:
+    """Central ``level`` interval of each row's age distribution: ``(B, K)`` -> ``(B, 2)`` ages (low, high)."""
+    cdf = dist.cumsum(dim=1)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    lo = (cdf < lo_q).sum(dim=1).clamp(max=len(ages) - 1)
+    hi = (cdf < hi_q).sum(dim=1).clamp(max=len(ages) - 1)
+    return torch.stack([ages[lo], ages[hi]], dim=1)

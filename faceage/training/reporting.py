@@ -1,0 +1,41 @@
+"""Turns gathered test predictions into the evaluation JSON and plots under the run's log directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def write_test_report(module, rows: dict[str, torch.Tensor]) -> Path:
+    """Writes ``test_results.json``, ``test_predictions.csv`` and PNG plots to ``<log_dir>/test``."""
+    from faceage.evaluation import evaluate_predictions, save_all_plots
+
+    trainer = module.trainer
+    out = Path(trainer.log_dir or ".") / "test"
+    out.mkdir(parents=True, exist_ok=True)
+    pred, true = rows["pred"].numpy(), rows["age"].numpy()
+    gender = rows["gender"].numpy()
+    race = rows["race"].numpy()
+    gprob = rows["gender_prob"].numpy() if "gender_prob" in rows else None
+    intervals = rows["interval"].numpy() if "interval" in rows else None
+    result = evaluate_predictions(
+        pred, true, gender=gender, race=race,
+        gender_pred=None if gprob is None else (gprob > 0.5).astype(int), gender_prob=gprob, intervals=intervals,
+    )
+    dataset = trainer.datamodule.datasets["test"] if trainer.datamodule is not None else None
+    if dataset is not None:
+        result["n_unreadable"] = len(dataset.failed)
+        paths = [dataset.records[int(i)].path for i in rows["index"]]
+        with open(out / "test_predictions.csv", "w") as f:
+            f.write("file,age_true,age_pred\n")
+            for p, t, y in zip(paths, true, pred):
+                f.write(f"{p},{t:g},{y:.2f}\n")
+    result["model"] = module.model.config
+    (out / "test_results.json").write_text(json.dumps(result, indent=2))
+    written = save_all_plots(pred, true, result, out, log_dir=trainer.log_dir)
+    overall = result["overall"]
+    print(f"test: n={overall['n']} MAE {overall['mae']:.3f} RMSE {overall['rmse']:.3f} CS@5 {overall['cs@5']:.3f}")
+    print(f"results: {out / 'test_results.json'}; plots: {', '.join(str(p) for p in written)}")
+    return out
