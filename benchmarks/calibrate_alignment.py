@@ -15,6 +15,9 @@ raw photos must place the face exactly where UTKFace does. This script finds the
 
 Both are run with dlib's 68-point and 5-point shape predictors, since either can drive the alignment.
 
+3. **As shipped**: re-align every chip with ``FaceDetector.align_box`` at its defaults (``UTKFACE_PADDING``; 68 and
+   5 landmark points) and report the median and the per-face median absolute difference from UTKFace's geometry.
+
 Usage::
 
     .venv/bin/python benchmarks/calibrate_alignment.py [--n 200] [--data ../shared/data/utkface-part1]
@@ -33,6 +36,9 @@ from pathlib import Path
 import dlib
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from faceage.inference.detect import UTKFACE_PADDING, FaceDetector  # noqa: E402
 
 SIZE = 200
 PADDINGS = (0.10, 0.15, 0.175, 0.20, 0.225, 0.25, 0.30, 0.40)
@@ -118,7 +124,8 @@ def sweep(chips: list[np.ndarray], shapes: list[dict], lm: Landmarker, utk_geo: 
     for k in (68, 5):
         rows = []
         for p in PADDINGS:
-            geo = [geometry(lm.shapes(dlib.get_face_chip(c, s[k], size=SIZE, padding=p))[68]) for c, s in zip(chips, shapes)]
+            realigned = (dlib.get_face_chip(c, s[k], size=SIZE, padding=p) for c, s in zip(chips, shapes))
+            geo = [geometry(lm.shapes(r)[68]) for r in realigned]
             g = np.median(np.array(geo), axis=0)
             rows.append(g)
             print(f"{k:>5} {p:6.3f} " + " ".join(f"{v:7.4f}" for v in g))
@@ -129,7 +136,24 @@ def sweep(chips: list[np.ndarray], shapes: list[dict], lm: Landmarker, utk_geo: 
         at = np.array([np.interp(p_fit, PADDINGS, rows[:, j]) for j in range(rows.shape[1])])
         off = (at - utk_geo) * SIZE
         print(f"  -> {k}-point alignment matches UTKFace IOD at p = {p_fit:.3f}; remaining offset there "
-              f"(re-aligned minus UTKFace, px of {SIZE}): eye x {off[1]:+.2f}, eye y {off[2]:+.2f}, mouth y {off[3]:+.2f}")
+              f"(re-aligned minus UTKFace, px of {SIZE}): eye x {off[1]:+.2f}, eye y {off[2]:+.2f}, "
+              f"mouth y {off[3]:+.2f}")
+
+
+def as_shipped(chips: list[np.ndarray], lm: Landmarker, utk_each: np.ndarray) -> None:
+    print(f"\n3. FaceDetector.align_box as shipped (padding={UTKFACE_PADDING}), in px of {SIZE} "
+          "(re-aligned minus UTKFace): median shift, and per-face median |difference|")
+    print(f"{'landmarks':>9} {'IOD':>13} {'eye x':>13} {'eye y':>13} {'mouth y':>13}")
+    for k in (68, 5):
+        det = FaceDetector(chip_size=SIZE, landmark_model=k)
+        geo = []
+        for c in chips:
+            b = lm.box(c)
+            face = det.align_box(c, (b.left(), b.top(), b.right() + 1, b.bottom() + 1))
+            geo.append(geometry(lm.shapes(np.asarray(face.chip))[68]))
+        diff = (np.array(geo) - utk_each) * SIZE
+        cells = [f"{np.median(diff[:, j]):+6.2f} ({np.median(np.abs(diff[:, j])):4.2f})" for j in range(4)]
+        print(f"{k:>9} " + " ".join(f"{c:>13}" for c in cells))
 
 
 def main() -> None:
@@ -153,8 +177,10 @@ def main() -> None:
     print(f"{len(chips)} UTKFace chips from {args.data} (seed {args.seed}); "
           f"HOG box found on {len(chips) - lm.n_whole}, whole-chip box used on {lm.n_whole}")
     direct_estimate(shapes)
-    utk_geo = np.median(np.array([geometry(s[68]) for s in shapes]), axis=0)
+    utk_each = np.array([geometry(s[68]) for s in shapes])
+    utk_geo = np.median(utk_each, axis=0)
     sweep(chips, shapes, lm, utk_geo)
+    as_shipped(chips, lm, utk_each)
     print(f"\n({time.time() - t0:.0f} s)")
 
 

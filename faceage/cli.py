@@ -42,7 +42,13 @@ CSV_COLUMNS = ["file", "face", "age", "age_low", "age_high", "gender", "gender_p
 
 
 def predict_main(argv: list[str]) -> int:
-    args = _predict_parser().parse_args(argv)
+    """Exit status: 0 all images ok, 1 some failed (or none found), 2 bad arguments / model / output."""
+    parser = _predict_parser()
+    args = parser.parse_args(argv)
+    for option in ("batch_size", "workers", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     from faceage.inference.predictor import Predictor
 
     try:
@@ -50,34 +56,64 @@ def predict_main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out_file = open(args.output, "w", newline="") if args.output else sys.stdout
+    except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
+        print(f"error: cannot load model {args.model or '(bundled)'}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    annotate_dir = Path(args.annotate) if args.annotate else None
+    try:
+        out_file = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        if annotate_dir:
+            annotate_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     writer = csv.writer(out_file)
     writer.writerow(CSV_COLUMNS)
     n_ok = n_failed = n_faces = 0
-    annotate_dir = Path(args.annotate) if args.annotate else None
-    if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
-    for result in predictor.predict_files(args.paths):
-        if result.error:
-            n_failed += 1
-            print(f"error: {result.path}: {result.error}", file=sys.stderr)
-            continue
-        n_ok += 1
-        for f in result.faces:
-            n_faces += 1
-            writer.writerow([result.path, f.face, f"{f.age:.2f}", f.age_low, f.age_high, f.gender, f.gender_p, *f.box])
-        if annotate_dir:
-            from faceage.data.images import load_image
-            from faceage.inference.annotate import annotate
+    used_names: set[str] = set()
 
-            target = annotate_dir / (Path(result.path).stem + ".jpg")
-            annotate(load_image(result.path), result.faces).save(target, quality=92)
-    if args.output:
-        out_file.close()
+    def num(value, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
+    def annotate_target(source: str) -> Path:
+        # DIR/<stem>.jpg, made unique when inputs share a stem (a.jpg and a.png, or the same name in subfolders)
+        stem = Path(source).stem or "image"
+        name, n = f"{stem}.jpg", 1
+        while name.lower() in used_names:
+            name, n = f"{stem}_{n}.jpg", n + 1
+        used_names.add(name.lower())
+        return annotate_dir / name
+
+    try:
+        for result in predictor.predict_files(args.paths):
+            if result.error:
+                n_failed += 1
+                print(f"error: {result.path}: {result.error}", file=sys.stderr)
+                continue
+            n_ok += 1
+            for f in result.faces:
+                n_faces += 1
+                writer.writerow([result.path, f.face, f"{f.age:.2f}", num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"), *f.box])
+            if annotate_dir:
+                from faceage.data.images import ImageLoadError, load_image
+                from faceage.inference.annotate import annotate
+
+                target = annotate_target(result.path)
+                try:
+                    annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
+                except (ImageLoadError, OSError) as e:
+                    print(f"warning: {result.path}: annotated image not written ({e})", file=sys.stderr)
+    finally:
+        if args.output:
+            out_file.close()
+        else:
+            out_file.flush()
+    if n_ok + n_failed == 0:
+        print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
     where = f"; CSV: {args.output}" if args.output else ""
     where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
     print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{where}", file=sys.stderr)
-    return 0 if n_failed == 0 else 1
+    return 0 if n_failed == 0 and n_ok > 0 else 1
 
 
 def export_main(argv: list[str]) -> int:
@@ -122,6 +158,7 @@ def prepare_main(argv: list[str]) -> int:
     report = prepare_images(
         expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
         padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
+        root=args.root,
     )
     print(report.summary())
     return 0

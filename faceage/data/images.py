@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -52,8 +53,45 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_OPEN_LOCK = threading.Lock()  # warnings.catch_warnings() edits process-wide state; serialise header parsing
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """Parses the header (cheap) with Pillow's decompression-bomb warning turned into an error and our own cap."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(name, f"image too large ({w}x{h} pixels; possible decompression bomb)")
+    return img
+
+
+def _decode_problem(e: Exception) -> str:
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "image too large (possible decompression bomb)"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    msg = str(e) or type(e).__name__
+    low = msg.lower()
+    kind = "truncated or corrupt image" if "truncated" in low or "broken" in low or "premature" in low or isinstance(e, EOFError) else "corrupt image"
+    return f"{kind} ({msg})"
+
+
+def _from_array(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.dtype != np.uint8:
+        raise ImageLoadError(name, f"array must be uint8, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise ImageLoadError(name, f"array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
 def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min_side: int = MIN_FACE_SIDE) -> Image.Image:
     """Decodes an image to an upright 8-bit RGB PIL image.
+
+    Safe to call from several threads at once.
 
     Args:
         source: a path, encoded bytes, a PIL image or an ``HxW[xC]`` uint8 array.
@@ -66,14 +104,22 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
         ImageLoadError: naming the file and the problem (missing, empty, not an image, truncated, too large,
             too small).
     """
-    name = "<bytes>" if isinstance(source, bytes) else "<array>" if isinstance(source, (np.ndarray, Image.Image)) else str(source)
+    if isinstance(source, bytes):
+        name = "<bytes>"
+    elif isinstance(source, np.ndarray):
+        name = "<array>"
+    elif isinstance(source, Image.Image):
+        name = str(getattr(source, "filename", "") or "<image>")
+    else:
+        name = str(source)
     if isinstance(source, np.ndarray):
-        arr = source
-        if arr.dtype != np.uint8:
-            raise ImageLoadError(name, f"array must be uint8, got {arr.dtype}")
-        img = Image.fromarray(arr)
+        img = _from_array(source, name)
     elif isinstance(source, Image.Image):
         img = source
+        try:
+            img.load()  # a lazily opened image decodes here
+        except Exception as e:  # noqa: BLE001 - any decoder complaint means the image is unusable
+            raise ImageLoadError(name, _decode_problem(e)) from None
     else:
         if not isinstance(source, bytes):
             path = Path(source)
@@ -83,6 +129,8 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
                 raise ImageLoadError(name, "file not found")
             if path.is_dir():
                 raise ImageLoadError(name, "is a directory, not an image")
+            if not path.is_file():
+                raise ImageLoadError(name, "not a regular file")
             try:
                 data = path.read_bytes()
             except OSError as e:
@@ -92,30 +140,22 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
         if not data:
             raise ImageLoadError(name, "empty file (0 bytes)")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
-                w, h = img.size
-                if w * h > MAX_IMAGE_PIXELS:
-                    raise ImageLoadError(name, f"image too large ({w}x{h} pixels; possible decompression bomb)")
-                img.load()
+            img = _open(data, name)
+            img.load()
         except ImageLoadError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageLoadError(name, "image too large (possible decompression bomb)") from None
-        except UnidentifiedImageError:
-            raise ImageLoadError(name, "not an image (unrecognised format)") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            msg = str(e)
-            kind = "truncated or corrupt image" if "truncated" in msg or "broken" in msg or "premature" in msg.lower() else "corrupt image"
-            raise ImageLoadError(name, f"{kind} ({msg})") from None
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, EOFError, struct.error...)
+            raise ImageLoadError(name, _decode_problem(e)) from None
     try:
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not lose an otherwise good image
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose an otherwise good image
         pass
     if min(img.size) < min_side:
         raise ImageLoadError(name, f"image too small to hold a face ({img.size[0]}x{img.size[1]} pixels, need >= {min_side})")
-    return _to_rgb(img)
+    try:
+        return _to_rgb(img)
+    except (ValueError, OSError) as e:  # e.g. LAB or multi-channel float modes Pillow cannot convert
+        raise ImageLoadError(name, f"unsupported colour mode {img.mode} ({e})") from None
 
 
 def check_image_header(path: str | os.PathLike) -> str | None:
@@ -123,15 +163,23 @@ def check_image_header(path: str | os.PathLike) -> str | None:
     p = Path(path)
     if p.is_symlink() and not p.exists():
         return "dangling symbolic link"
+    if p.is_dir():
+        return "is a directory, not an image"
     try:
         if p.stat().st_size == 0:
             return "empty file (0 bytes)"
-        with Image.open(p) as img:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(p)
+        with img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                return f"image too large ({w}x{h} pixels; possible decompression bomb)"
             img.verify()
     except FileNotFoundError:
         return "file not found"
-    except UnidentifiedImageError:
-        return "not an image (unrecognised format)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError) as e:
+        return _decode_problem(e)
     except Exception as e:  # noqa: BLE001 - any decoder complaint means the file is unusable
         return f"corrupt image ({e})"
     return None

@@ -3,7 +3,7 @@
 The input config travels inside every checkpoint (``AgeModel.config["input"]``)::
 
     {"image_size": 64, "mean": [...], "std": [...], "crop": 0.8,
-     "alignment": {"method": "dlib5", "chip_size": 200, "padding": 0.4}}
+     "alignment": {"method": "dlib68", "chip_size": 200, "padding": 0.2}}
 
 ``crop`` is the central fraction of the aligned chip the network sees; ``alignment`` says how raw photos are
 turned into chips like the training chips (see :mod:`faceage.inference.detect`).

@@ -16,19 +16,37 @@ def label(face: FaceResult) -> str:
     return text
 
 
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
 def annotate(image: Image.Image, faces: list[FaceResult]) -> Image.Image:
-    """Returns a copy of ``image`` with each face's box and label drawn."""
+    """Returns a copy of ``image`` with each face's box and label drawn.
+
+    The label sits above the box, else below it, else (a box filling the image, as with ``detect=False``) inside
+    its top-left corner; it is shifted left to stay on the image.
+    """
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    size = max(12, out.width // 40)
-    font = ImageFont.load_default(size=size)
+    font = _font(max(12, out.width // 40))
     width = max(2, out.width // 300)
     for face in faces:
         left, top, right, bottom = face.box
+        right, bottom = max(left, min(right, out.width) - 1), max(top, min(bottom, out.height) - 1)  # inclusive corners
         draw.rectangle((left, top, right, bottom), outline=(255, 40, 40), width=width)
         text = label(face)
-        tb = draw.textbbox((left, top), text, font=font)
-        y = top - (tb[3] - tb[1]) - 2 * width if top - (tb[3] - tb[1]) - 2 * width >= 0 else bottom + width
-        draw.rectangle((left, y, left + tb[2] - tb[0] + 2 * width, y + tb[3] - tb[1] + 2 * width), fill=(255, 40, 40))
-        draw.text((left + width, y - (tb[1] - top)), text, fill=(255, 255, 255), font=font)
+        tb = draw.textbbox((0, 0), text, font=font)
+        label_w, label_h = tb[2] - tb[0] + 2 * width, tb[3] - tb[1] + 2 * width
+        if top - label_h >= 0:
+            y = top - label_h
+        elif bottom + 1 + label_h <= out.height:
+            y = bottom + 1
+        else:
+            y = top + width
+        x = max(0, min(left, out.width - label_w))
+        draw.rectangle((x, y, x + label_w - 1, y + label_h - 1), fill=(255, 40, 40))
+        draw.text((x + width - tb[0], y + width - tb[1]), text, fill=(255, 255, 255), font=font)
     return out

@@ -9,6 +9,7 @@ preprocess from the model's own input config, run the engine, decode age, 90% in
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -70,12 +71,14 @@ def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given, folders expanded (recursively, sorted) to their image files."""
+    """Files as given (any name: decoding goes by content), folders expanded (recursively, sorted) to the files with
+    an image extension (see :data:`faceage.data.images.IMAGE_EXTENSIONS`)."""
     out: list[str] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and is_image_file(f))
+            # dangling links with an image name are kept so that they are reported, not silently skipped
+            out.extend(str(f) for f in sorted(path.rglob("*")) if is_image_file(f) and (f.is_file() or (f.is_symlink() and not f.exists())))
         else:
             out.append(str(path))
     return out
@@ -125,8 +128,15 @@ class Predictor:
         if self._detector is None:
             from faceage.inference.detect import FaceDetector
 
+            from faceage.inference.detect import UTKFACE_PADDING
+
             align = self.input_config.get("alignment", {})
-            self._detector = FaceDetector(detector=self._detector_kind, chip_size=int(align.get("chip_size", 200)), padding=float(align.get("padding", 0.4)))
+            self._detector = FaceDetector(
+                detector=self._detector_kind,
+                chip_size=int(align.get("chip_size", 200)),
+                padding=float(align.get("padding", UTKFACE_PADDING)),
+                landmark_model=5 if align.get("method") == "dlib5" else 68,
+            )
         return self._detector
 
     # ---- stages -------------------------------------------------------------------------------------------------
@@ -153,12 +163,12 @@ class Predictor:
         if "distribution" in out:
             lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))
         for i, box in enumerate(boxes):
-            r = FaceResult(face=i, box=tuple(int(v) for v in box), age=round(float(out["age"][i]), 2))
+            r = FaceResult(face=i, box=tuple(int(v) for v in box), age=float(out["age"][i]))
             if lo is not None:
                 r.age_low, r.age_high = float(lo[i]), float(hi[i])
             if "gender_prob" in out:
                 p = float(out["gender_prob"][i])
-                r.gender, r.gender_p = ("female", round(p, 4)) if p >= 0.5 else ("male", round(1 - p, 4))
+                r.gender, r.gender_p = ("female", p) if p >= 0.5 else ("male", 1 - p)
             results.append(r)
         return results
 
@@ -172,7 +182,8 @@ class Predictor:
 
     def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
         """Files/folders -> one :class:`FileResult` per image file, in order; bad files carry their error and the
-        rest go on. Images are decoded in ``workers`` threads and faces batched across files."""
+        rest go on. Images are decoded in ``workers`` threads (a bounded number ahead of the engine) and faces are
+        batched across files; results do not depend on ``batch_size``."""
         files = expand_inputs(paths)
 
         def prepare(path: str):
@@ -183,35 +194,50 @@ class Predictor:
             except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
                 return ImageLoadError(path, f"{type(e).__name__}: {e}")
 
-        pending: list[tuple[str, list, np.ndarray]] = []
+        # (path, boxes, arrays, error) in input order; errors wait here too so that batches stay full
+        pending: list[tuple[str, list, np.ndarray | None, str | None]] = []
 
         def flush() -> Iterator[FileResult]:
-            if not pending:
-                return
-            batch = np.concatenate([a for _, _, a in pending if len(a)]) if any(len(a) for _, _, a in pending) else None
-            out = self._run(batch) if batch is not None else {}
+            arrays = [a for _, boxes, a, _ in pending if boxes]
+            out = self._run(np.concatenate(arrays)) if arrays else {}
             start = 0
-            for path, boxes, arrays in pending:
-                if not boxes:
+            for path, boxes, _, error in pending:
+                if error is not None:
+                    yield FileResult(path, [], error)
+                elif not boxes:
                     yield FileResult(path, [], "no face found")
-                    continue
-                part = {k: v[start : start + len(boxes)] for k, v in out.items()}
-                start += len(boxes)
-                yield FileResult(path, self._results(boxes, part))
+                else:
+                    part = {k: v[start : start + len(boxes)] for k, v in out.items()}
+                    start += len(boxes)
+                    yield FileResult(path, self._results(boxes, part))
             pending.clear()
 
+        ahead = max(1, self.workers) * 4 + self.batch_size  # bounds memory on huge folders
         with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            futures: deque = deque()
+            queue = iter(files)
             n_faces = 0
-            for path, prepared in zip(files, pool.map(prepare, files)):
-                if isinstance(prepared, ImageLoadError):
-                    yield from flush()
-                    n_faces = 0
-                    yield FileResult(path, [], prepared.problem)
-                    continue
-                boxes, arrays = prepared
-                pending.append((path, boxes, arrays))
-                n_faces += len(boxes)
-                if n_faces >= self.batch_size:
-                    yield from flush()
-                    n_faces = 0
-            yield from flush()
+            try:
+                for path in queue:
+                    futures.append((path, pool.submit(prepare, path)))
+                    if len(futures) >= ahead:
+                        break
+                while futures:
+                    path, future = futures.popleft()
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        futures.append((nxt, pool.submit(prepare, nxt)))
+                    prepared = future.result()
+                    if isinstance(prepared, ImageLoadError):
+                        pending.append((path, [], None, prepared.problem))
+                    else:
+                        boxes, arrays = prepared
+                        pending.append((path, boxes, arrays, None))
+                        n_faces += len(boxes)
+                    if n_faces >= self.batch_size or len(pending) >= ahead:
+                        yield from flush()
+                        n_faces = 0
+                yield from flush()
+            finally:
+                for _, future in futures:  # consumer stopped early: drop the work not yet started
+                    future.cancel()

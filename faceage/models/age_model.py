@@ -16,7 +16,9 @@ from torch import nn
 from faceage.models.backbones import apply_transfer_mode, create_backbone
 from faceage.models.heads import create_head
 
-DEFAULT_ALIGNMENT = {"method": "dlib5", "chip_size": 200, "padding": 0.4}
+# UTKFace's chips are dlib get_face_chip crops from 68-point landmarks at padding 0.2 (measured by
+# benchmarks/calibrate_alignment.py); the Cydral net was trained on the same geometry.
+DEFAULT_ALIGNMENT = {"method": "dlib68", "chip_size": 200, "padding": 0.2}
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 

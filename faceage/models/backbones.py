@@ -31,7 +31,7 @@ class TimmBackbone(nn.Module):
         if image_size is not None and timm_name.startswith(("vit_", "deit_", "swin")):
             kwargs["img_size"] = image_size
         self.model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
-        self.num_features = self.model.num_features
+        self.num_features = int(getattr(self.model, "head_hidden_size", None) or self.model.num_features)
         cfg = self.model.pretrained_cfg or {}
         size = cfg.get("input_size", (3, 224, 224))[-1]
         self.default_input = {
@@ -48,13 +48,14 @@ class TimmBackbone(nn.Module):
 
 
 def _ordered_blocks(model: nn.Module) -> list[nn.Module]:
-    """Top-level children in forward order, with container stages (``blocks``, ``layers``, ``features``) expanded
-    one level, so "unfreeze the last N blocks" means the last N stages for ResNets, EfficientNets and ViTs alike."""
+    """Top-level children with parameters, in forward order, with generic stage containers (``blocks``, ``stages``,
+    ``features``, ``layers``) expanded one level, so "unfreeze the last N blocks" means the last N stages: ResNet's
+    ``layer4``, an EfficientNet stage, a ViT block."""
     out: list[nn.Module] = []
-    for child in model.children():
+    for name, child in model.named_children():
         if not any(True for _ in child.parameters()):
             continue
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
+        if name in ("blocks", "stages", "features", "layers") and isinstance(child, (nn.Sequential, nn.ModuleList)):
             out.extend(c for c in child if any(True for _ in c.parameters()))
         else:
             out.append(child)

@@ -181,6 +181,7 @@ def test_utkface_drops_are_reported_only_for_kept_records(tmp_path):
     assert records == [] and report.skipped[NOT_IMAGE] == 1 and not report.dropped
 
 
+@pytest.mark.data
 def test_real_utkface_folder():
     if not REAL_UTKFACE.is_dir():
         pytest.skip(f"real UTKFace sample not found at {REAL_UTKFACE.resolve()} (shared data is optional)")

