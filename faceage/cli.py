@@ -20,6 +20,12 @@ commands:
   export     write ONNX or TorchScript from a model
   prepare    detect + align faces once and cache the chips for training
   models     list backbones and heads
+  compare    which of two faces is older (pair models or the age-difference comparator)
+  tune       hyper-parameter search with Ray Tune (ASHA)
+  report     bias and sensitivity report (HTML + markdown)
+  explain    Grad-CAM heatmap of the age output
+  serve      Gradio web app
+  push       upload a saved model to the Hugging Face Hub
 run 'faceage COMMAND --help' for a command's options"""
 
 
@@ -173,6 +179,15 @@ def models_main(argv: list[str]) -> int:
 
 
 COMMANDS = {"predict": predict_main, "export": export_main, "prepare": prepare_main, "models": models_main}
+# commands living beside the code they drive: "module:function", imported only when chosen
+LAZY_COMMANDS = {
+    "compare": "faceage.inference.compare:main",
+    "tune": "faceage.training.tune:main",
+    "report": "faceage.evaluation.report:main",
+    "explain": "faceage.inference.explain:main",
+    "serve": "faceage.app.server:main",
+    "push": "faceage.models.hub:main",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command in COMMANDS:
         return COMMANDS[command](rest)
+    if command in LAZY_COMMANDS:
+        import importlib
+
+        module, func = LAZY_COMMANDS[command].split(":")
+        return getattr(importlib.import_module(module), func)(rest)
     print(f"faceage: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

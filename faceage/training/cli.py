@@ -7,6 +7,8 @@ rejected by jsonargparse with the key named.
 
 from __future__ import annotations
 
+import lightning as L
+from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
 
 from faceage.data.datamodule import AgeDataModule
@@ -23,6 +25,8 @@ TRAINER_DEFAULTS = {
 
 class FaceAgeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
+        # AgeModule/AgeDataModule by default; a config may name another ``class_path`` (e.g. the pair models)
+        parser.set_defaults({"model": lazy_instance(AgeModule), "data": lazy_instance(AgeDataModule)})
         parser.add_argument("--weights", type=str | None, default=None, help="model dir / .safetensors / .ckpt whose weights replace the model's (validate/test)")
         parser.add_argument("--lr_find", type=bool, default=False, help="run Lightning's learning-rate finder before fit, plot it and use its suggestion")
 
@@ -34,6 +38,8 @@ class FaceAgeCLI(LightningCLI):
         if weights:
             from faceage.models.age_model import load_model
 
+            if not isinstance(self.model, AgeModule):
+                raise ValueError("--weights applies to age models (AgeModule) only")
             self.model.model = load_model(weights)
             print(f"weights loaded from {weights}")
 
@@ -52,8 +58,10 @@ class FaceAgeCLI(LightningCLI):
 
 def run_cli(args: list[str]) -> None:
     FaceAgeCLI(
-        AgeModule,
-        AgeDataModule,
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
         seed_everything_default=0,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
