@@ -138,7 +138,8 @@ class AgeDataModule(L.LightningDataModule):
             print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
         else:
             self.splits = self._make_split()
-            if path is not None:
+            trainer = getattr(self, "trainer", None)
+            if path is not None and (trainer is None or trainer.is_global_zero):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_split(self.splits, path, self.records)
                 print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))

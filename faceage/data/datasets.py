@@ -121,37 +121,46 @@ class EpochSampler(Sampler):
             yield int(order[pos]), int(np.random.default_rng([self.seed, self.epoch, pos, self.rank]).integers(2**31))
 
     def __len__(self) -> int:
-        return len(self._order()) - self.skip
+        # the whole epoch, also when resuming mid-epoch: Lightning counts the batches already done itself
+        return len(self._order())
 
 
 class ResumableLoader(DataLoader):
-    """A ``DataLoader`` over an :class:`EpochSampler` whose ``state_dict`` records the epoch and the batches
-    already handed out; Lightning stores it in checkpoints and restores it on resume."""
+    """A ``DataLoader`` over an :class:`EpochSampler` whose ``state_dict`` records the epoch and the batches the
+    training loop has consumed; Lightning stores it in checkpoints and restores it on resume.
+
+    Lightning's fetcher reads one batch ahead, so "yielded" is not "consumed": the training module reports
+    consumption through :meth:`mark_consumed` at the start of each training batch.
+    """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1, **kwargs) -> None:
         sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_skip_none, **kwargs)
+        self._next_epoch = 0
         self._epoch = 0
-        self._batches_done = 0
+        self._consumed = 0
         self._resume: dict | None = None
 
     def __iter__(self):
         sampler: EpochSampler = self.sampler  # type: ignore[assignment]
+        skip = 0
         if self._resume is not None:
-            self._epoch, self._batches_done = self._resume["epoch"], self._resume["batches_done"]
+            self._next_epoch, skip = self._resume["epoch"], self._resume["batches_done"]
             self._resume = None
-        else:
-            self._batches_done = 0
+        self._epoch, self._consumed = self._next_epoch, skip
         sampler.epoch = self._epoch
-        sampler.skip = self._batches_done * self.batch_size
-        for batch in super().__iter__():
-            self._batches_done += 1
-            yield batch
-        self._epoch += 1
-        self._batches_done = 0
+        sampler.skip = skip * self.batch_size
+        self._next_epoch += 1
+        yield from super().__iter__()
+
+    def mark_consumed(self, batches: int) -> None:
+        """Batches of the current epoch the training loop has taken (including the one starting now)."""
+        self._consumed = batches
 
     def state_dict(self) -> dict:
-        return {"epoch": self._epoch, "batches_done": self._batches_done}
+        if self._consumed >= len(self):
+            return {"epoch": self._epoch + 1, "batches_done": 0}
+        return {"epoch": self._epoch, "batches_done": self._consumed}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = {"epoch": int(state["epoch"]), "batches_done": int(state["batches_done"])}

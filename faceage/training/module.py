@@ -193,6 +193,11 @@ class AgeModule(L.LightningModule):
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
         return terms["loss"]
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        loader = self.trainer.train_dataloader
+        if hasattr(loader, "mark_consumed"):  # exact resume: see ResumableLoader
+            loader.mark_consumed(batch_idx + 1)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         return self.model_step(batch, "train")
 
@@ -211,10 +216,11 @@ class AgeModule(L.LightningModule):
         rows = {k: torch.cat([o[k] for o in self._test_outputs]) for k in self._test_outputs[0]}
         if self.trainer.world_size > 1:
             rows = {k: self.all_gather(v.to(self.device)).flatten(0, 1).cpu() for k, v in rows.items()}
+        log_dir = self.trainer.log_dir  # collective under DDP: all ranks call it
         if self.trainer.is_global_zero:
             from faceage.training.reporting import write_test_report
 
-            write_test_report(self, rows)
+            write_test_report(self, rows, log_dir)
 
     # ---- optimisation -------------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -237,7 +243,7 @@ class AgeModule(L.LightningModule):
     def _scheduler(self, opt: torch.optim.Optimizer):
         o = self.optim_config
         max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max_epochs) if self._trainer is not None else 1
+        steps_per_epoch = self._steps_per_epoch(max_epochs)
         base = [g["lr"] for g in opt.param_groups]
         if o.scheduler == "none":
             return opt
@@ -270,6 +276,21 @@ class AgeModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.gamma, patience=2)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/mae", "interval": "epoch"}}
         raise ValueError(f"optim.scheduler must be none, cosine, cosine_restarts, cyclic, onecycle, step or plateau, got {o.scheduler!r}")
+
+    def _steps_per_epoch(self, max_epochs: int) -> int:
+        if self._trainer is None:
+            return 1
+        data = getattr(self.trainer, "datamodule", None)
+        train = getattr(data, "datasets", {}).get("train") if data is not None else None
+        if train is not None:
+            # from the dataset, not trainer.estimated_stepping_batches: that builds the train loader before a resumed
+            # checkpoint's loader state is known, and Lightning then never hands the state to the loader
+            per_rank = math.ceil(len(train) / self.trainer.world_size)
+            batches = math.ceil(per_rank / data.batch_size)
+            if isinstance(self.trainer.limit_train_batches, int):
+                batches = min(batches, self.trainer.limit_train_batches)
+            return max(1, batches // self.trainer.accumulate_grad_batches)
+        return max(1, self.trainer.estimated_stepping_batches // max_epochs)
 
     def on_train_epoch_start(self) -> None:
         # frozen backbone parts keep their batch-norm statistics (true feature extraction)

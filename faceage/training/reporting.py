@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 
 
-def write_test_report(module, rows: dict[str, torch.Tensor]) -> Path:
+def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None) -> Path:
     """Writes ``test_results.json``, ``test_predictions.csv`` and PNG plots to ``<log_dir>/test``."""
     from faceage.evaluation import evaluate_predictions, save_all_plots
 
     trainer = module.trainer
-    out = Path(trainer.log_dir or ".") / "test"
+    out = Path(log_dir or ".") / "test"
     out.mkdir(parents=True, exist_ok=True)
     pred, true = rows["pred"].numpy(), rows["age"].numpy()
     gender = rows["gender"].numpy()
@@ -34,7 +34,7 @@ def write_test_report(module, rows: dict[str, torch.Tensor]) -> Path:
                 f.write(f"{p},{t:g},{y:.2f}\n")
     result["model"] = module.model.config
     (out / "test_results.json").write_text(json.dumps(result, indent=2))
-    written = save_all_plots(pred, true, result, out, log_dir=trainer.log_dir)
+    written = save_all_plots(pred, true, result, out, log_dir=log_dir)
     overall = result["overall"]
     print(f"test: n={overall['n']} MAE {overall['mae']:.3f} RMSE {overall['rmse']:.3f} CS@5 {overall['cs@5']:.3f}")
     print(f"results: {out / 'test_results.json'}; plots: {', '.join(str(p) for p in written)}")

@@ -1,0 +1,375 @@
+"""``faceage serve``: a Gradio web app — estimate ages in a photo (upload or webcam), or ask who of two is older.
+
+    faceage serve [--model M] [--host 127.0.0.1] [--port 7860] [--max-upload-mb 10]
+
+Tab "Estimate age": the photo with every face boxed and labelled (:func:`faceage.inference.annotate.annotate`),
+a table of ages with 90% intervals and gender, and optionally a Grad-CAM heatmap per face
+(:mod:`faceage.inference.explain`). Tab "Who is older?": two photos -> P(left older) from the two predicted age
+distributions (or a pair model's :class:`faceage.inference.compare.FaceComparer` when given).
+
+Safety: the handlers only ever see decoded image data (``gr.Image(type="pil")``), never a path from the user;
+uploads are capped in bytes (Gradio's ``max_file_size``) and pixels, formats outside :data:`ACCEPTED_FORMATS`
+are refused, and every problem (bad file, no face, too large) becomes a short message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from faceage.data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MAX_UPLOAD_MB = 10
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # PIL format names (MPO: phone JPEGs)
+ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+BAD_FILE = f"This file is not a usable image. Please upload a photo in {ACCEPTED_TEXT} format."
+NO_IMAGE = "Please upload a photo (or take one with the webcam) first."
+NO_FACE = "No face found in this photo. Try a larger, frontal, well-lit face (or a tighter crop)."
+DEFAULT_AGE_SD = 5.0  # years: spread assumed for models whose head gives no age distribution
+CONCURRENCY_ID = "model"  # every event shares one queue slot: the model runs one request at a time
+DISCLAIMER = ("Estimates are statistical guesses (typically several years off, more for children and the elderly) "
+              "and differ in accuracy between groups; do not use them to make decisions about people. "
+              "Uploaded photos are processed in memory for this request only.")
+
+
+class UploadError(Exception):
+    """A user-facing problem with an upload; ``str()`` is the message shown."""
+
+
+class BadUpload:
+    """Stands in for an upload Gradio could not decode, so the handler can answer with a message."""
+
+    def __init__(self, message: str = BAD_FILE) -> None:
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def check_upload(image: Image.Image | np.ndarray | None) -> Image.Image:
+    """Validates an uploaded, decoded image and returns it as upright 8-bit RGB.
+
+    Args:
+        image: what ``gr.Image(type="pil")`` passed (``None`` when nothing was uploaded).
+
+    Returns:
+        RGB PIL image.
+
+    Raises:
+        UploadError: nothing uploaded, a format outside :data:`ACCEPTED_FORMATS`, too many pixels, or an image
+            :func:`faceage.data.images.load_image` rejects (corrupt, truncated, too small).
+    """
+    if image is None:
+        raise UploadError(NO_IMAGE)
+    if isinstance(image, BadUpload):
+        raise UploadError(image.message)
+    if isinstance(image, Image.Image):
+        fmt = getattr(image, "format", None)
+        if fmt is not None and fmt.upper() not in ACCEPTED_FORMATS:
+            raise UploadError(f"{fmt} images are not accepted. Please upload a photo in {ACCEPTED_TEXT} format.")
+        w, h = image.size
+    else:
+        h, w = np.asarray(image).shape[:2]
+    if w * h > MAX_IMAGE_PIXELS:
+        raise UploadError(f"This image is too large ({w}x{h} pixels). Please upload a smaller photo.")
+    try:
+        return load_image(image)
+    except ImageLoadError as e:
+        raise UploadError(f"This image cannot be used: {e.problem}.") from None
+
+
+def _gradio() -> Any:
+    """Imports Gradio with its usage analytics off (no calls home; the app must work offline)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio
+
+    return gradio
+
+
+def _safe_preprocess(component: Any) -> Any:
+    """Makes a ``gr.Image`` hand an undecodable upload to the handler as :class:`BadUpload` (answered with a clear
+    message) instead of failing with a generic server "Error".
+
+    Gradio decodes the upload (``PIL.Image.open``) before the handler runs. The component's own ``preprocess`` is
+    wrapped on this instance only (subclassing a Gradio component would write a ``.pyi`` stub beside this module).
+    """
+    gr = _gradio()
+
+    original: Callable[[Any], Any] = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except gr.Error as e:
+            return BadUpload(str(e.message) if getattr(e, "message", None) else BAD_FILE)
+        except Exception:  # noqa: BLE001 - whatever Pillow raised, the user just sent a bad file
+            return BadUpload(BAD_FILE)
+
+    component.preprocess = preprocess
+    return component
+
+
+# ------------------------------------------------------------------------------------------------ handlers
+
+
+def faces_markdown(faces: list[Any]) -> str:
+    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals, gender."""
+    if not faces:
+        return f"**0 faces found.** {NO_FACE}"
+    lines = [f"**{len(faces)} face{'s' if len(faces) != 1 else ''} found**", "",
+             "| face | age | 90% interval | gender |", "|---|---|---|---|"]
+    for f in faces:
+        interval = "–" if f.interval is None else f"{f.age_low:.0f}–{f.age_high:.0f}"
+        gender = "–" if f.gender is None else f"{f.gender} ({f.gender_p:.0%})"
+        lines.append(f"| {f.face + 1} | {f.age:.1f} | {interval} | {gender} |")
+    return "\n".join(lines)
+
+
+def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatmap: bool = False) -> tuple[Image.Image | None, str, Image.Image | None]:
+    """The "Estimate age" tab.
+
+    Args:
+        predictor: :class:`faceage.inference.predictor.Predictor`.
+        image: the decoded upload.
+        explainer: :class:`faceage.inference.explain.Explainer`, needed for the heatmap.
+        show_heatmap: also return the Grad-CAM overlays of the faces.
+
+    Returns:
+        ``(annotated image or None, markdown, heatmap strip or None)``.
+
+    Raises:
+        UploadError: for an unusable upload.
+    """
+    from faceage.inference.annotate import annotate
+
+    photo = check_upload(image)
+    faces = predictor.predict(photo)
+    if not faces:
+        return photo, f"**0 faces found.** {NO_FACE}", None
+    heat = None
+    if show_heatmap and explainer is not None:
+        from faceage.inference.explain import explain_faces, overlay_heatmap, tile
+
+        found = explain_faces(photo, explainer, predictor.detector if predictor.detect else None)
+        heat = tile([overlay_heatmap(chip, h) for _, chip, h in found]) if found else None
+    return annotate(photo, faces), faces_markdown(faces), heat
+
+
+def p_first_older(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> float:
+    """P(first face older) from two model outputs (``age`` and, where the head has one, ``distribution``).
+
+    With distributions: ``sum_{i>j} p1_i p2_j + 0.5 sum_i p1_i p2_i`` (ties count half). Without: both ages
+    normal with :data:`DEFAULT_AGE_SD`, ``Phi((a1 - a2) / (sqrt 2 sd))``.
+    """
+    if "distribution" in first and "distribution" in second:
+        pa, pb = np.asarray(first["distribution"], np.float64), np.asarray(second["distribution"], np.float64)
+        below = np.cumsum(pb) - pb  # P(second < age_i)
+        return float(np.clip(np.sum(pa * (below + 0.5 * pb)), 0.0, 1.0))
+    from math import erf
+
+    diff = float(first["age"]) - float(second["age"])
+    return 0.5 * (1.0 + erf(diff / (2.0 * DEFAULT_AGE_SD)))  # Phi(diff / (sqrt(2) sd)) = (1 + erf(diff / 2sd)) / 2
+
+
+def _largest_face_output(predictor: Any, photo: Image.Image) -> dict[str, np.ndarray] | None:
+    """The model's outputs (``age``, ``distribution``?, ``gender_prob``?) for the largest face, or ``None``."""
+    from faceage.evaluation.sensitivity import predict_chips
+
+    if predictor.detect:
+        faces = predictor.detector.detect(photo)
+        if not faces:
+            return None
+        photo = faces[0].chip
+    out = predict_chips(predictor, [photo])
+    return {k: v[0] for k, v in out.items()}
+
+
+def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) -> str:
+    """The "Who is older?" tab: markdown saying which face looks older and how sure the model is.
+
+    Args:
+        predictor: the age predictor (ages shown; and P(older) from its distributions without a ``comparer``).
+        left: decoded left upload.
+        right: decoded right upload.
+        comparer: optional :class:`faceage.inference.compare.FaceComparer` (e.g. a pair model) for P(older).
+
+    Raises:
+        UploadError: for an unusable upload or a photo without a face.
+    """
+    photos = {}
+    for side, image in (("left", left), ("right", right)):
+        try:
+            photos[side] = check_upload(image)
+        except UploadError as e:
+            raise UploadError(f"{side.capitalize()} photo: {e}") from None
+    outs = {side: _largest_face_output(predictor, photo) for side, photo in photos.items()}
+    for side, out in outs.items():
+        if out is None:
+            raise UploadError(f"{side.capitalize()} photo: {NO_FACE}")
+    if comparer is not None:
+        try:
+            p = float(comparer.p_left_older(comparer.prepare(photos["left"])[None], comparer.prepare(photos["right"])[None])[0])
+        except ImageLoadError as e:
+            raise UploadError(f"Cannot compare these photos: {e.problem}.") from None
+        method = f"pair model ({comparer.kind})"
+    else:
+        p = p_first_older(outs["left"], outs["right"])
+        method = "age distributions" if "distribution" in outs["left"] else f"ages (±{DEFAULT_AGE_SD:g} years assumed)"
+    a_left, a_right = float(outs["left"]["age"]), float(outs["right"]["age"])
+    if abs(p - 0.5) < 0.05:
+        verdict = f"**Too close to call**: P(left older) = {p:.0%}."
+    elif p > 0.5:
+        verdict = f"**The left face looks older**, with probability {p:.0%}."
+    else:
+        verdict = f"**The right face looks older**, with probability {1 - p:.0%}."
+    return (f"{verdict}\n\nEstimated ages: left {a_left:.1f}, right {a_right:.1f} (largest face of each photo; "
+            f"P from {method}).")
+
+
+# ------------------------------------------------------------------------------------------------------ UI
+
+
+def _theme() -> Any:
+    """Gradio's default theme with system fonts (no web-font downloads: the app works offline)."""
+    gr = _gradio()
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def build_app(predictor: Any, explainer: Any = None, comparer: Any = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> Any:
+    """The Gradio app around a predictor; launch it with :func:`launch` (which applies the upload cap).
+
+    Args:
+        predictor: :class:`faceage.inference.predictor.Predictor` (``detect=True`` for ordinary photos).
+        explainer: :class:`faceage.inference.explain.Explainer` for heatmaps; ``None`` hides the option.
+        comparer: optional :class:`faceage.inference.compare.FaceComparer` for the "Who is older?" tab.
+        max_upload_mb: upload cap shown to the user (enforced by :func:`launch`).
+
+    Returns:
+        ``gr.Blocks``.
+    """
+    gr = _gradio()
+
+    def image_input(label: str, elem_id: str) -> Any:
+        return _safe_preprocess(gr.Image(label=label, type="pil", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                         elem_id=elem_id, height=360))
+
+    def on_analyse(image: Any, show_heatmap: bool) -> tuple[Any, str, Any]:
+        try:
+            annotated, text, heat = analyse_photo(predictor, image, explainer, bool(show_heatmap))
+        except UploadError as e:
+            gr.Warning(str(e))
+            return None, f"⚠ {e}", gr.update(value=None, visible=False)
+        if text.startswith("**0 faces"):
+            gr.Warning(NO_FACE)
+        return annotated, text, gr.update(value=heat, visible=heat is not None)
+
+    def on_compare(left: Any, right: Any) -> str:
+        try:
+            return compare_photos(predictor, left, right, comparer)
+        except UploadError as e:
+            gr.Warning(str(e))
+            return f"⚠ {e}"
+
+    with gr.Blocks(title="faceage") as demo:
+        gr.Markdown(f"# faceage: facial age estimation\n{DISCLAIMER}\n\nAccepted: {ACCEPTED_TEXT}, up to {max_upload_mb:g} MB.")
+        with gr.Tab("Estimate age"):
+            with gr.Row():
+                with gr.Column():
+                    photo = image_input("Photo", "photo")
+                    show_heatmap = gr.Checkbox(label="Show Grad-CAM heatmap (which regions raised the age)", value=False,
+                                               visible=explainer is not None, elem_id="heatmap-toggle")
+                    run = gr.Button("Estimate age", variant="primary", elem_id="estimate")
+                with gr.Column():
+                    annotated = gr.Image(label="Faces", type="pil", interactive=False, elem_id="annotated", height=360)
+                    summary = gr.Markdown(elem_id="summary")
+                    heatmap = gr.Image(label="Grad-CAM heatmap per face", type="pil", interactive=False, visible=False, elem_id="heatmap")
+            for event in (photo.upload, run.click):
+                event(on_analyse, [photo, show_heatmap], [annotated, summary, heatmap], concurrency_id=CONCURRENCY_ID)
+            photo.clear(lambda: (None, "", gr.update(value=None, visible=False)), None, [annotated, summary, heatmap])
+        with gr.Tab("Who is older?"):
+            with gr.Row():
+                left = image_input("Left photo", "left")
+                right = image_input("Right photo", "right")
+            compare = gr.Button("Who is older?", variant="primary", elem_id="compare")
+            verdict = gr.Markdown(elem_id="verdict")
+            compare.click(on_compare, [left, right], [verdict], concurrency_id=CONCURRENCY_ID)
+    return demo
+
+
+def launch(demo: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+           block: bool = True, quiet: bool = False) -> Any:
+    """Starts the server with the upload cap, one model request at a time, and no outside resources.
+
+    Args:
+        demo: from :func:`build_app`.
+        host: interface to bind (``127.0.0.1``: this machine only; ``0.0.0.0`` to serve the network).
+        port: TCP port.
+        max_upload_mb: largest accepted upload in megabytes.
+        block: serve until interrupted; ``False`` returns once the server is up (tests).
+        quiet: no start-up banner.
+
+    Returns:
+        What ``gr.Blocks.launch`` returns (``(app, local_url, share_url)``).
+    """
+    demo.queue(default_concurrency_limit=1)
+    return demo.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb", show_error=False,
+                       ssr_mode=False, prevent_thread_lock=not block, quiet=quiet, theme=_theme(), share=False,
+                       inbrowser=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``faceage serve``. Exit status 0 after a clean shutdown, 2 for a bad model or arguments."""
+    p = argparse.ArgumentParser(prog="faceage serve", description="Web app: ages of the faces in a photo; who of two is older.")
+    p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster start, no heatmaps")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--pair-model", default=None, help="pair model for 'Who is older?' (default: the age model's distributions)")
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload")
+    p.add_argument("--no-heatmap", action="store_true", help="hide the Grad-CAM option")
+    args = p.parse_args(argv)
+    if args.max_upload_mb <= 0:
+        p.error("--max-upload-mb must be > 0")
+    try:
+        from faceage.inference.predictor import Predictor
+
+        predictor = Predictor(args.model, engine=args.engine, detector=args.detector)
+        explainer = None
+        if not args.no_heatmap and args.engine == "torch":
+            from faceage.inference.explain import ExplainError, Explainer
+
+            try:
+                explainer = Explainer(predictor)
+            except ExplainError as e:
+                print(f"note: heatmaps off: {e}", file=sys.stderr)
+        comparer = None
+        if args.pair_model:
+            from faceage.inference.compare import FaceComparer
+
+            comparer = FaceComparer(args.pair_model, detector=args.detector)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    demo = build_app(predictor, explainer, comparer, args.max_upload_mb)
+    try:
+        launch(demo, args.host, args.port, args.max_upload_mb)
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""``faceage compare``: which of two faces is older, with a pair model or from an age model's predictions.
+
+    faceage compare A.jpg B.jpg [--model M]              # prints which is older and the probability
+    faceage compare --pairs pairs.csv --output out.csv   # left,right,p_left_older for every readable row
+
+``--model`` may be a pair model (directory or ``PairModule`` checkpoint, see :mod:`faceage.models.pairs`) or an
+age model; with an age model, or none (the bundled one), the training-free age-difference comparator is used:
+P(A older) from the two predicted age distributions (:func:`p_older_from_distributions`). Each image is one face:
+the largest detected face after alignment, or the whole image with ``--no-detect`` (as ``faceage predict``).
+
+A row whose file is missing or unreadable gets ``error: row N: <file>: <problem>`` on stderr and the other rows
+are still written; the exit status is 0 when every row worked, 1 when some failed, 2 for bad arguments, model or
+pair file. Relative paths in a pair CSV are relative to the CSV's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceage.data.images import ImageLoadError
+from faceage.inference.predictor import Predictor
+
+CHUNK_ROWS = 256  # pair rows whose images are decoded together (bounds memory on huge pair files)
+OUTPUT_COLUMNS = ("left", "right", "p_left_older")
+
+
+def is_pair_model(source: str | Path | None) -> bool:
+    """Whether ``source`` is a pair model (directory whose config has a ``kind``, or a ``PairModule`` checkpoint)
+    rather than an age model."""
+    if source is None:
+        return False
+    path = Path(source)
+    if path.suffix == ".safetensors":
+        path = path.parent
+    if path.is_dir():
+        config_path = path / "config.json"
+        return config_path.exists() and "kind" in json.loads(config_path.read_text())
+    if path.is_file() and path.suffix == ".ckpt":
+        import torch
+
+        try:
+            return "pair_model_config" in torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - not a readable checkpoint: let the age-model loader report it
+            return False
+    return False
+
+
+class _ChipPreparer(Predictor):
+    """:class:`Predictor`'s image loading, face detection/alignment and preprocessing (``_prepare``) for a pair
+    model's input config, without an age engine."""
+
+    def __init__(self, input_config: dict, detect: bool = True, detector: str = "hog", batch_size: int = 64, workers: int = 2) -> None:
+        self.engine = None
+        self.config = {"input": input_config}
+        self.input_config = input_config
+        self.detect = detect
+        self.batch_size = batch_size
+        self.workers = workers
+        self._detector = None
+        self._detector_kind = detector
+
+
+class FaceComparer:
+    """P(left face older) for pairs of image files.
+
+    Args:
+        model: pair model or age model (directory / checkpoint); ``None`` for the bundled age model.
+        engine: ``torch`` or ``onnx`` (age models only).
+        detect: detect and align the largest face; ``False`` takes each image as an aligned face.
+        detector: dlib detector, ``hog`` or ``cnn``.
+        batch_size: images (or pairs) per forward pass.
+        workers: image decoding threads.
+        threads: intra-op threads of the engine.
+        age_scale: years per logit unit when an age model gives no distribution.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        engine: str = "torch",
+        detect: bool = True,
+        detector: str = "hog",
+        batch_size: int = 64,
+        workers: int = 2,
+        threads: int | None = None,
+        age_scale: float = 2.0,
+    ) -> None:
+        self.batch_size = max(1, batch_size)
+        self.workers = max(1, workers)
+        self.age_scale = age_scale
+        self.pair_model = None
+        if is_pair_model(model):
+            if engine != "torch":
+                raise ValueError("pair models run with the torch engine only")
+            import torch
+
+            from faceage.models.pairs import load_pair_model
+
+            if threads:
+                torch.set_num_threads(threads)
+            self.pair_model = load_pair_model(model).eval()
+            self.kind = self.pair_model.kind
+            self.prepper: Predictor = _ChipPreparer(self.pair_model.input_config, detect, detector, batch_size, workers)
+        else:
+            self.prepper = Predictor(
+                model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=workers, threads=threads
+            )
+            self.kind = "age_difference"
+
+    # ---- images -------------------------------------------------------------------------------------------------
+    def prepare(self, path: str) -> np.ndarray:
+        """One image file -> its largest face, preprocessed ``(3, S, S)``.
+
+        Raises:
+            ImageLoadError: unreadable file, or no face found.
+        """
+        try:
+            boxes, arrays = self.prepper._prepare(path)
+        except ImageLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any decoder/detector surprise is this file's problem only
+            raise ImageLoadError(path, f"{type(e).__name__}: {e}") from None
+        if not boxes:
+            raise ImageLoadError(path, "no face found")
+        return arrays[0]
+
+    def prepare_many(self, paths: Sequence[str]) -> dict[str, np.ndarray | ImageLoadError]:
+        """Unique paths -> face array or the error, decoded in ``workers`` threads."""
+
+        def one(path: str) -> np.ndarray | ImageLoadError:
+            try:
+                return self.prepare(path)
+            except ImageLoadError as e:
+                return e
+
+        unique = list(dict.fromkeys(paths))
+        with ThreadPoolExecutor(self.workers) as pool:
+            return dict(zip(unique, pool.map(one, unique)))
+
+    # ---- scores -------------------------------------------------------------------------------------------------
+    def _age_outputs(self, faces: np.ndarray) -> dict[str, np.ndarray]:
+        return self.prepper._run(np.ascontiguousarray(faces, dtype=np.float32))
+
+    def p_left_older(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Preprocessed faces ``(B, 3, S, S)`` each -> P(left older) ``(B,)``."""
+        if len(left) == 0:
+            return np.zeros(0, dtype=np.float64)
+        if self.pair_model is None:
+            from faceage.models.pairs import p_older_from_ages, p_older_from_distributions
+
+            out = self._age_outputs(np.concatenate([left, right]))
+            n = len(left)
+            if "distribution" in out:
+                d = out["distribution"].astype(np.float64)
+                return np.clip(p_older_from_distributions(d[:n], d[n:]), 0.0, 1.0)
+            a = out["age"].astype(np.float64)
+            return p_older_from_ages(a[:n], a[n:], self.age_scale)
+        import torch
+
+        probs = []
+        with torch.inference_mode():
+            for i in range(0, len(left), self.batch_size):
+                lt = torch.from_numpy(np.ascontiguousarray(left[i : i + self.batch_size]))
+                rt = torch.from_numpy(np.ascontiguousarray(right[i : i + self.batch_size]))
+                probs.append(self.pair_model.predict_proba(lt, rt).double().numpy())
+        return np.concatenate(probs)
+
+    def compare_files(self, left: str, right: str) -> float:
+        """P(``left`` face older than ``right`` face). Raises :class:`ImageLoadError`."""
+        faces = self.prepare_many([left, right])
+        for path in (left, right):
+            if isinstance(faces[path], ImageLoadError):
+                raise faces[path]
+        return float(self.p_left_older(faces[left][None], faces[right][None])[0])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pair files
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    """Outcome of one pair row: the probability, or the problem (``error``) that stopped it."""
+
+    row: int
+    left: str
+    right: str
+    p_left_older: float | None = None
+    error: str | None = None
+
+
+def compare_pair_file(comparer: FaceComparer, pairs_csv: str | Path, root: str | Path | None = None) -> Iterator[RowResult]:
+    """Rows of a pair CSV -> one :class:`RowResult` each, in order; bad rows carry their error.
+
+    Args:
+        comparer: the comparer.
+        pairs_csv: ``left,right[,label]`` file (see :func:`faceage.data.pairs.read_pair_csv`).
+        root: folder relative image paths are resolved against (default: the CSV's folder).
+    """
+    from faceage.data.pairs import read_pair_csv, resolve_pair_path
+
+    folder = Path(root) if root is not None else Path(pairs_csv).parent
+    rows = read_pair_csv(pairs_csv, resolve=False, strict=False)
+    for start in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[start : start + CHUNK_ROWS]
+        full = {(r.row, side): resolve_pair_path(getattr(r, side), folder) for r in chunk if r.error is None for side in ("left", "right")}
+        faces = comparer.prepare_many(list(full.values()))
+        ok: list[tuple] = []
+        results: dict[int, RowResult] = {}
+        for r in chunk:
+            result = RowResult(r.row, r.left, r.right, error=r.error)
+            if r.error is None:
+                for side in ("left", "right"):
+                    face = faces[full[(r.row, side)]]
+                    if isinstance(face, ImageLoadError):
+                        result.error = f"{getattr(r, side)}: {face.problem}"
+                        break
+                else:
+                    ok.append((r.row, faces[full[(r.row, 'left')]], faces[full[(r.row, 'right')]]))
+            results[r.row] = result
+        if ok:
+            probs = comparer.p_left_older(np.stack([o[1] for o in ok]), np.stack([o[2] for o in ok]))
+            for (row, _, _), p in zip(ok, probs):
+                results[row].p_left_older = float(p)
+        yield from (results[r.row] for r in chunk)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="faceage compare", description="Which of two faces is older (P(left older)).")
+    p.add_argument("images", nargs="*", help="two images: LEFT RIGHT")
+    p.add_argument("--pairs", default=None, help="CSV of pairs 'left,right[,label]' (relative paths: relative to the CSV)")
+    p.add_argument("--output", default=None, help="CSV to write left,right,p_left_older (default: stdout)")
+    p.add_argument("--root", default=None, help="folder the pair CSV's relative paths are relative to (default: the CSV's folder)")
+    p.add_argument("--model", default=None, help="pair model or age model dir / .ckpt (default: the bundled age model, age-difference comparator)")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="engine for age models")
+    p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--age-scale", type=float, default=2.0, help="years per logit unit for age models without a distribution")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    return p
+
+
+def _compare_two(comparer: FaceComparer, left: str, right: str) -> int:
+    try:
+        p = comparer.compare_files(left, right)
+    except ImageLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if p > 0.5:
+        print(f"{left} is older than {right} (probability {p:.3f})")
+    elif p < 0.5:
+        print(f"{right} is older than {left} (probability {1 - p:.3f})")
+    else:
+        print(f"cannot tell which of {left} and {right} is older (probability 0.500)")
+    print(f"p_left_older={p:.4f} ({comparer.kind})")
+    return 0
+
+
+def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
+    try:
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n_ok = n_failed = 0
+    try:
+        writer = csv.writer(out)
+        writer.writerow(OUTPUT_COLUMNS)
+        for result in compare_pair_file(comparer, args.pairs, args.root):
+            if result.error is not None:
+                n_failed += 1
+                print(f"error: row {result.row}: {result.error}", file=sys.stderr)
+                continue
+            n_ok += 1
+            writer.writerow([result.left, result.right, f"{result.p_left_older:.4f}"])
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"error: {args.pairs}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if args.output:
+            out.close()
+        else:
+            out.flush()
+    where = f"; CSV: {args.output}" if args.output else ""
+    print(f"summary: {n_ok} pairs ok, {n_failed} failed ({comparer.kind}){where}", file=sys.stderr)
+    if n_ok + n_failed == 0:
+        print(f"error: no pairs in {args.pairs}", file=sys.stderr)
+    return 0 if n_failed == 0 and n_ok > 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 every pair compared, 1 some failed (or none given), 2 bad arguments, model or pair file."""
+    parser = _parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.pairs is None and len(args.images) != 2:
+        parser.error("give two images (LEFT RIGHT) or --pairs FILE.csv")
+    if args.pairs is not None and args.images:
+        parser.error("give either two images or --pairs, not both")
+    for option in ("batch_size", "workers", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.pairs is not None and not Path(args.pairs).is_file():
+        print(f"error: {args.pairs}: pair file not found", file=sys.stderr)
+        return 2
+    try:
+        comparer = FaceComparer(
+            args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector, batch_size=args.batch_size,
+            workers=args.workers, threads=args.threads, age_scale=args.age_scale,
+        )
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
+        print(f"error: cannot load model {args.model or '(bundled)'}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if args.pairs is None:
+        return _compare_two(comparer, *args.images)
+    return _compare_file(comparer, args)

@@ -1,0 +1,269 @@
+"""Model cards and the Hugging Face Hub: ``faceage push MODEL_DIR --repo-id USER/NAME [--private]``.
+
+A model directory (:meth:`AgeModel.save_pretrained`: ``config.json`` + ``model.safetensors``, maybe
+``model.onnx``) gets a ``README.md`` model card with Hub metadata, built from its config (and the text of an
+existing ``MODEL_CARD.md``), and is uploaded with ``huggingface_hub``. Every failure of the upload (no network,
+offline mode, no token, no permission) becomes a one-line :class:`PushError` message.
+
+    >>> write_model_card("runs/x/model")           # README.md + MODEL_CARD.md
+    >>> push_to_hub("runs/x/model", "me/faceage-resnet18")
+    >>> model = load_from_hub("me/faceage-resnet18")
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from faceage.models.age_model import CONFIG_NAME, WEIGHTS_NAME
+
+CARD_NAME = "README.md"  # what the Hub renders
+MODEL_CARD_NAME = "MODEL_CARD.md"  # the package's own name for the card (the bundled model has one)
+UPLOAD_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, "model.onnx", CARD_NAME, MODEL_CARD_NAME, "*.png"]
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+class PushError(RuntimeError):
+    """The upload failed; ``str()`` is a one-line reason."""
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir}: not a faceage model directory (missing {name}; write one with save_pretrained)")
+    try:
+        return json.loads((model_dir / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{model_dir / CONFIG_NAME}: not valid JSON ({e})") from None
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def _strip_front_matter(text: str) -> str:
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            return text[end + 4 :].lstrip("\n")
+    return text
+
+
+def model_card(config: Mapping[str, Any], name: str = "faceage model", license: str = "mit", body: str | None = None,
+               repo_id: str | None = None) -> str:
+    """Model card text (YAML metadata + markdown) for a model config.
+
+    Args:
+        config: the model's ``config.json`` (``AgeModel.config`` plus extras such as ``metrics``).
+        name: title.
+        license: Hub license id.
+        body: markdown to use as the description (e.g. an existing ``MODEL_CARD.md``) instead of the generated one.
+        repo_id: Hub id for the usage snippet.
+
+    Returns:
+        The card.
+    """
+    inp = config.get("input", {})
+    metrics = _flat(config.get("metrics") or {})
+    front = ["---", f"license: {license}", "library_name: faceage", "tags:", "- age-estimation", "- face", "- pytorch",
+             "- safetensors", "- faceage"]
+    if metrics:
+        front.append("metrics:\n- mae")
+    front.append("---")
+    lines = [*front, "", f"# {name}", ""]
+    if body:
+        lines += [_strip_front_matter(body).rstrip(), ""]
+    else:
+        lines += [
+            "Facial age estimation model (and gender, where it has a gender head) trained with faceage "
+            "(PyTorch Lightning + timm).",
+            "",
+        ]
+    align = inp.get("alignment", {})
+    lines += [
+        "## Model",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        f"| backbone | `{config.get('backbone')}` |",
+        f"| age head | `{config.get('head')}` {json.dumps(config.get('head_kwargs') or {})} |",
+        f"| ages | {config.get('min_age', 0)}–{config.get('max_age', 110)} |",
+        f"| gender head | {'yes' if config.get('gender') else 'no'} |",
+        f"| input | {inp.get('image_size')} px, central crop {inp.get('crop', 1.0)}, mean {inp.get('mean')}, std {inp.get('std')} |",
+        f"| alignment | {align.get('method', '?')}, chip {align.get('chip_size', '?')} px, padding {align.get('padding', '?')} |",
+        f"| faceage version | {config.get('faceage_version', '?')} |",
+        "",
+    ]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items()]
+        lines.append("")
+    source = repo_id or "USER/NAME"
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from faceage.models.hub import load_from_hub",
+        "from faceage.inference.predictor import Predictor",
+        "",
+        f'predictor = Predictor(load_from_hub("{source}"))',
+        'for face in predictor.predict("photo.jpg"):',
+        "    print(face.box, face.age, face.interval, face.gender)",
+        "```",
+        "",
+        "Input photos are face-detected and aligned like the training chips (dlib); pass `detect=False` for "
+        "chips that are already aligned.",
+        "",
+        "## Limitations",
+        "",
+        "- Estimates are statistical guesses with errors of several years, larger for the very young and the old; "
+        "the 90% interval shows the spread. Do not use them for decisions about individuals (age verification, "
+        "employment, law enforcement).",
+        "- Accuracy differs between age bands, genders and ethnic groups of the training data; check "
+        "`faceage report` on data like yours before use.",
+        "- Gender is a binary apparent-gender label of the training data, not a person's identity.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: str | Path, name: str | None = None, license: str = "mit", repo_id: str | None = None,
+                     overwrite: bool = False) -> Path:
+    """Writes ``README.md`` (Hub card) and, when missing, ``MODEL_CARD.md`` into a model directory.
+
+    An existing ``MODEL_CARD.md`` becomes the card's description; an existing ``README.md`` is kept unless
+    ``overwrite``.
+
+    Args:
+        model_dir: a ``save_pretrained`` directory.
+        name: card title (default: the directory name).
+        license: Hub license id.
+        repo_id: Hub id for the usage snippet.
+        overwrite: replace an existing ``README.md``.
+
+    Returns:
+        The ``README.md`` path.
+
+    Raises:
+        FileNotFoundError: when the directory is not a saved model.
+    """
+    directory = Path(model_dir)
+    config = _read_config(directory)
+    readme = directory / CARD_NAME
+    if readme.exists() and not overwrite:
+        return readme
+    existing = directory / MODEL_CARD_NAME
+    body = existing.read_text(encoding="utf-8") if existing.is_file() else None
+    text = model_card(config, name or directory.resolve().name, license, body, repo_id)
+    readme.write_text(text, encoding="utf-8")
+    if not existing.exists():
+        existing.write_text(text, encoding="utf-8")
+    return readme
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, token: str | None = None,
+                commit_message: str = "Upload faceage model", license: str = "mit") -> str:
+    """Uploads a model directory (config, weights, ONNX graph if any, model card) to a Hub model repository.
+
+    Args:
+        model_dir: a ``save_pretrained`` directory.
+        repo_id: ``USER/NAME`` (created if missing).
+        private: create the repository private.
+        token: Hub token (default: the logged-in one / ``HF_TOKEN``).
+        commit_message: commit message.
+        license: license id for a generated card.
+
+    Returns:
+        The repository URL.
+
+    Raises:
+        FileNotFoundError: when the directory is not a saved model.
+        ValueError: for a malformed ``repo_id``.
+        PushError: when the Hub cannot be reached or refuses (one-line message).
+    """
+    if not _REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"repo id must look like USER/NAME, got {repo_id!r}")
+    directory = Path(model_dir)
+    write_model_card(directory, repo_id.split("/")[1], license, repo_id)
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=repo_id, folder_path=str(directory), allow_patterns=UPLOAD_PATTERNS,
+                          commit_message=commit_message, repo_type="model")
+    except ImportError as e:
+        raise PushError(f"huggingface_hub is not installed ({e})") from None
+    except Exception as e:  # noqa: BLE001 - network, auth, offline mode, HTTP errors: all one-line messages
+        kind = type(e).__name__
+        if kind == "OfflineModeIsEnabled":
+            raise PushError("cannot push: Hugging Face Hub offline mode is on (HF_HUB_OFFLINE=1)") from None
+        if kind == "LocalTokenNotFoundError":
+            raise PushError("cannot push: not logged in to the Hugging Face Hub (run `hf auth login` or set HF_TOKEN)") from None
+        raise PushError(f"cannot push to the Hugging Face Hub: {kind}: {_one_line(e)}") from None
+    return str(url)
+
+
+def load_from_hub(repo_id: str, revision: str | None = None) -> Path:
+    """Downloads a faceage model repository (config, safetensors, ONNX, card) and returns its local directory,
+    usable as ``Predictor(path)`` / ``load_model(path)``.
+
+    Raises:
+        PushError: when it cannot be downloaded (one-line message).
+    """
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=UPLOAD_PATTERNS)
+    except Exception as e:  # noqa: BLE001 - same one-line policy as uploads
+        raise PushError(f"cannot download {repo_id} from the Hugging Face Hub: {type(e).__name__}: {_one_line(e)}") from None
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``faceage push``. Exit status 0 uploaded (or card written with ``--card-only``), 1 upload failed, 2 bad input."""
+    p = argparse.ArgumentParser(prog="faceage push", description="Write a model card and upload a saved model to the Hugging Face Hub.")
+    p.add_argument("model_dir", help="directory written by save_pretrained (config.json + model.safetensors)")
+    p.add_argument("--repo-id", required=True, help="USER/NAME of the Hub model repository (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", default=None, help="Hub token (default: logged-in token or HF_TOKEN)")
+    p.add_argument("--license", default="mit", help="license id for the model card")
+    p.add_argument("--message", default="Upload faceage model", help="commit message")
+    p.add_argument("--card-only", action="store_true", help="only write README.md / MODEL_CARD.md, do not upload")
+    args = p.parse_args(argv)
+    try:
+        if args.card_only:
+            if not _REPO_ID.fullmatch(args.repo_id):
+                raise ValueError(f"repo id must look like USER/NAME, got {args.repo_id!r}")
+            print(f"wrote {write_model_card(args.model_dir, args.repo_id.split('/')[1], args.license, args.repo_id)}")
+            return 0
+        url = push_to_hub(args.model_dir, args.repo_id, args.private, args.token, args.message, args.license)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PushError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.model_dir} to {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

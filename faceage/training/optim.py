@@ -1,0 +1,117 @@
+"""Optimizer and learning-rate schedule from an :class:`OptimConfig`, for any LightningModule.
+
+The same logic as ``AgeModule.configure_optimizers`` / ``AgeModule._scheduler``, with the parameter groups and the
+plateau monitor passed in, so modules with other models and metrics (the pair comparators) share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import lightning as L
+import torch
+from torch import nn
+
+from faceage.training.module import OptimConfig
+
+
+def split_parameters(model: nn.Module, backbone_prefixes: Iterable[str] = ("backbone.",)) -> tuple[list, list]:
+    """Trainable parameters as ``(head, backbone)``; a parameter is backbone when its name starts with a prefix."""
+    prefixes = tuple(backbone_prefixes)
+    head, backbone = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.startswith(prefixes) else head).append(p)
+    return head, backbone
+
+
+def build_optimizer(config: OptimConfig, head_params: list, backbone_params: list) -> torch.optim.Optimizer:
+    """Adam/AdamW/SGD with the head at ``lr`` and the backbone at ``backbone_lr`` (default ``lr``).
+
+    Raises:
+        ValueError: for an unknown optimizer name or no trainable parameter at all.
+    """
+    groups = [{"params": head_params, "lr": config.lr}] if head_params else []
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": config.backbone_lr if config.backbone_lr is not None else config.lr})
+    if not groups:
+        raise ValueError("nothing to optimise: the model has no trainable parameter")
+    if config.name == "adam":
+        return torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    if config.name == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    if config.name == "sgd":
+        return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    raise ValueError(f"optim.name must be adam, adamw or sgd, got {config.name!r}")
+
+
+def _step_schedule(sched) -> dict:
+    return {"scheduler": sched, "interval": "step"}
+
+
+def build_scheduler(config: OptimConfig, opt: torch.optim.Optimizer, trainer: L.Trainer | None, monitor: str = "val/mae", mode: str = "min"):
+    """Wraps ``opt`` with the configured schedule, in the form ``configure_optimizers`` returns.
+
+    Args:
+        config: optimizer settings (``scheduler``, ``warmup_epochs``, ...).
+        opt: the optimizer.
+        trainer: the attached trainer (epochs and steps per epoch); ``None`` assumes one epoch of one step.
+        monitor: metric watched by the ``plateau`` schedule.
+        mode: ``min`` or ``max`` for ``monitor``.
+    """
+    o = config
+    max_epochs = max(1, trainer.max_epochs or 1) if trainer is not None else 1
+    steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs) if trainer is not None else 1
+    base = [g["lr"] for g in opt.param_groups]
+    if o.scheduler == "none":
+        return opt
+    if o.scheduler == "cosine":
+        warm = o.warmup_epochs * steps_per_epoch
+        total = max_epochs * steps_per_epoch
+
+        def factor(step: int, base_lr: float) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            floor = o.min_lr / base_lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, b=b: factor(s, b) for b in base])
+        return {"optimizer": opt, "lr_scheduler": _step_schedule(sched)}
+    if o.scheduler == "cosine_restarts":
+        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=o.step_size * steps_per_epoch, eta_min=o.min_lr)
+        return {"optimizer": opt, "lr_scheduler": _step_schedule(sched)}
+    if o.scheduler == "cyclic":
+        sched = torch.optim.lr_scheduler.CyclicLR(
+            opt,
+            base_lr=[b / 10 for b in base],
+            max_lr=base,
+            step_size_up=max(1, steps_per_epoch * o.step_size // 2),
+            cycle_momentum=o.name == "sgd",
+        )
+        return {"optimizer": opt, "lr_scheduler": _step_schedule(sched)}
+    if o.scheduler == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=base, total_steps=max_epochs * steps_per_epoch)
+        return {"optimizer": opt, "lr_scheduler": _step_schedule(sched)}
+    if o.scheduler == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+    if o.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=o.gamma, patience=2)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor, "interval": "epoch"}}
+    raise ValueError(f"optim.scheduler must be none, cosine, cosine_restarts, cyclic, onecycle, step or plateau, got {o.scheduler!r}")
+
+
+def configure_optimizers(
+    module: L.LightningModule,
+    config: OptimConfig,
+    model: nn.Module,
+    backbone_prefixes: Iterable[str] = ("backbone.",),
+    monitor: str = "val/mae",
+    mode: str = "min",
+):
+    """``configure_optimizers`` body: parameter groups of ``model``, optimizer, schedule (see :func:`build_scheduler`)."""
+    head, backbone = split_parameters(model, backbone_prefixes)
+    opt = build_optimizer(config, head, backbone)
+    return build_scheduler(config, opt, module._trainer, monitor=monitor, mode=mode)
