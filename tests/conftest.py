@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of retrying
+
 CORNER = (255, 0, 0)  # marker colour in the stored top-left corner of the EXIF-rotated JPEG
 
 

@@ -40,6 +40,7 @@ class AgeModel(nn.Module):
         alignment: how raw photos are aligned into chips like the training ones.
         gender: add a binary gender head (multitask).
         dropout: dropout before the heads.
+        tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class AgeModel(nn.Module):
         alignment: dict | None = None,
         gender: bool = False,
         dropout: float = 0.0,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, image_size=image_size)
@@ -79,6 +81,7 @@ class AgeModel(nn.Module):
             "max_age": int(max_age),
             "gender": bool(gender),
             "dropout": float(dropout),
+            "tta_flip": bool(tta_flip),
             "input": self.input_config,
         }
 
@@ -122,7 +125,7 @@ class AgeModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> AgeModel:
         """Rebuilds the architecture (random weights) from :attr:`config`."""
-        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "dropout", "input"}
+        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "dropout", "tta_flip", "input"}
         unknown = set(config) - known - {"faceage_version", "metrics", "training"}
         if unknown:
             raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
@@ -141,6 +144,7 @@ class AgeModel(nn.Module):
             alignment=inp.get("alignment"),
             gender=config.get("gender", False),
             dropout=config.get("dropout", 0.0),
+            tta_flip=config.get("tta_flip", False),
         )
 
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:

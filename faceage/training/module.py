@@ -138,6 +138,7 @@ class AgeModule(L.LightningModule):
             alignment=b.alignment,
             gender=gender,
             dropout=b.dropout,
+            tta_flip=tta_flip,
         )
         self.model.set_transfer(b.transfer, b.unfreeze_last)
         self.gender_weight = gender_weight
