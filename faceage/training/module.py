@@ -17,6 +17,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+from faceage.training.optim import OptimConfig, configure_optimizers
 
 
 @dataclass
@@ -52,35 +53,6 @@ class HeadConfig:
     min_age: int = 0
     max_age: int = 110
     kwargs: dict = field(default_factory=dict)
-
-
-@dataclass
-class OptimConfig:
-    """Optimizer and learning-rate schedule.
-
-    Attributes:
-        name: ``adam``, ``adamw`` or ``sgd``.
-        lr: head learning rate (and backbone's unless ``backbone_lr`` is set).
-        backbone_lr: separate backbone learning rate.
-        weight_decay: decoupled (AdamW) or L2 weight decay.
-        momentum: SGD momentum.
-        scheduler: ``none``, ``cosine``, ``cosine_restarts``, ``cyclic``, ``step``, ``plateau``, ``onecycle``.
-        warmup_epochs: linear warm-up before ``cosine``.
-        step_size: epochs per decay for ``step``; restart period for ``cosine_restarts``.
-        gamma: decay factor for ``step`` / ``plateau``.
-        min_lr: floor of the cosine schedules.
-    """
-
-    name: str = "adamw"
-    lr: float = 1e-3
-    backbone_lr: float | None = None
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    scheduler: str = "cosine"
-    warmup_epochs: int = 0
-    step_size: int = 10
-    gamma: float = 0.1
-    min_lr: float = 1e-6
 
 
 class AgeModule(L.LightningModule):
@@ -225,58 +197,8 @@ class AgeModule(L.LightningModule):
 
     # ---- optimisation -------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        o = self.optim_config
-        backbone_params = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        head_params = [p for n, p in self.model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
-        groups = [{"params": head_params, "lr": o.lr}]
-        if backbone_params:
-            groups.append({"params": backbone_params, "lr": o.backbone_lr if o.backbone_lr is not None else o.lr})
-        if o.name == "adam":
-            opt = torch.optim.Adam(groups, weight_decay=o.weight_decay)
-        elif o.name == "adamw":
-            opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
-        elif o.name == "sgd":
-            opt = torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
-        else:
-            raise ValueError(f"optim.name must be adam, adamw or sgd, got {o.name!r}")
-        return self._scheduler(opt)
-
-    def _scheduler(self, opt: torch.optim.Optimizer):
-        o = self.optim_config
         max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-        steps_per_epoch = self._steps_per_epoch(max_epochs)
-        base = [g["lr"] for g in opt.param_groups]
-        if o.scheduler == "none":
-            return opt
-        if o.scheduler == "cosine":
-            warm = o.warmup_epochs * steps_per_epoch
-            total = max_epochs * steps_per_epoch
-
-            def factor(step: int, base_lr: float) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = (step - warm) / max(1, total - warm)
-                floor = o.min_lr / base_lr
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, b=b: factor(s, b) for b in base])
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "cosine_restarts":
-            sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=o.step_size * steps_per_epoch, eta_min=o.min_lr)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "cyclic":
-            sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=[b / 10 for b in base], max_lr=base, step_size_up=max(1, steps_per_epoch * o.step_size // 2), cycle_momentum=o.name == "sgd")
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=base, total_steps=max_epochs * steps_per_epoch)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if o.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.gamma, patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/mae", "interval": "epoch"}}
-        raise ValueError(f"optim.scheduler must be none, cosine, cosine_restarts, cyclic, onecycle, step or plateau, got {o.scheduler!r}")
+        return configure_optimizers(self, self.optim_config, self.model, steps_per_epoch=self._steps_per_epoch(max_epochs))
 
     def _steps_per_epoch(self, max_epochs: int) -> int:
         if self._trainer is None:

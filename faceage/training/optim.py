@@ -8,12 +8,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch import nn
 
-from faceage.training.module import OptimConfig
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    Attributes:
+        name: ``adam``, ``adamw`` or ``sgd``.
+        lr: head learning rate (and backbone's unless ``backbone_lr`` is set).
+        backbone_lr: separate backbone learning rate.
+        weight_decay: decoupled (AdamW) or L2 weight decay.
+        momentum: SGD momentum.
+        scheduler: ``none``, ``cosine``, ``cosine_restarts``, ``cyclic``, ``step``, ``plateau``, ``onecycle``.
+        warmup_epochs: linear warm-up before ``cosine``.
+        step_size: epochs per decay for ``step``; restart period for ``cosine_restarts``.
+        gamma: decay factor for ``step`` / ``plateau``.
+        min_lr: floor of the cosine schedules.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    backbone_lr: float | None = None
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 1e-6
 
 
 def split_parameters(model: nn.Module, backbone_prefixes: Iterable[str] = ("backbone.",)) -> tuple[list, list]:
@@ -50,7 +79,10 @@ def _step_schedule(sched) -> dict:
     return {"scheduler": sched, "interval": "step"}
 
 
-def build_scheduler(config: OptimConfig, opt: torch.optim.Optimizer, trainer: L.Trainer | None, monitor: str = "val/mae", mode: str = "min"):
+def build_scheduler(
+    config: OptimConfig, opt: torch.optim.Optimizer, trainer: L.Trainer | None, monitor: str = "val/mae", mode: str = "min",
+    steps_per_epoch: int | None = None,
+):
     """Wraps ``opt`` with the configured schedule, in the form ``configure_optimizers`` returns.
 
     Args:
@@ -59,10 +91,14 @@ def build_scheduler(config: OptimConfig, opt: torch.optim.Optimizer, trainer: L.
         trainer: the attached trainer (epochs and steps per epoch); ``None`` assumes one epoch of one step.
         monitor: metric watched by the ``plateau`` schedule.
         mode: ``min`` or ``max`` for ``monitor``.
+        steps_per_epoch: optimizer steps per epoch; default ``trainer.estimated_stepping_batches / max_epochs``
+            (AgeModule passes its own count: estimating builds the train loader before a resumed checkpoint's loader
+            state is known, and Lightning then never hands that state to the loader).
     """
     o = config
     max_epochs = max(1, trainer.max_epochs or 1) if trainer is not None else 1
-    steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs) if trainer is not None else 1
+    if steps_per_epoch is None:
+        steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs) if trainer is not None else 1
     base = [g["lr"] for g in opt.param_groups]
     if o.scheduler == "none":
         return opt
@@ -110,8 +146,9 @@ def configure_optimizers(
     backbone_prefixes: Iterable[str] = ("backbone.",),
     monitor: str = "val/mae",
     mode: str = "min",
+    steps_per_epoch: int | None = None,
 ):
     """``configure_optimizers`` body: parameter groups of ``model``, optimizer, schedule (see :func:`build_scheduler`)."""
     head, backbone = split_parameters(model, backbone_prefixes)
     opt = build_optimizer(config, head, backbone)
-    return build_scheduler(config, opt, module._trainer, monitor=monitor, mode=mode)
+    return build_scheduler(config, opt, module._trainer, monitor=monitor, mode=mode, steps_per_epoch=steps_per_epoch)

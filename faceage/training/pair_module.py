@@ -29,7 +29,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from faceage.models.age_model import DEFAULT_ALIGNMENT
 from faceage.models.backbones import apply_transfer_mode
 from faceage.models.pairs import PairModel, create_pair_model
-from faceage.training.module import OptimConfig
+from faceage.training.optim import OptimConfig
 from faceage.training.optim import configure_optimizers
 
 # (name, smallest gap, largest gap) in years; float ages fall into the band whose rounded limits hold them

@@ -3,8 +3,8 @@
     faceage tune --config configs/pairs_siamese_resnet18.yaml --search configs/search/pairs.yaml --num-samples 20
 
 Every trial is a ``faceage fit`` run in a Ray worker with the sampled values set on dotted config keys (as on
-the command line, e.g. ``model.init_args.optim.lr``) and a Ray report callback after each epoch (validation and
-checkpoint done), so ASHA stops poor trials early. The metric comes from the model class: ``PairModule.monitor`` (``val/acc``, max) for
+the command line, e.g. ``model.init_args.optim.lr``) and a Ray report callback at the end of each epoch (after
+its validation), so ASHA stops poor trials early. The metric comes from the model class: ``PairModule.monitor`` (``val/acc``, max) for
 pair models, ``val/mae`` (min) otherwise; the search file or ``--metric``/``--mode`` may override it.
 Arguments that ``faceage tune`` does not know (``--data.init_args.root DIR``) are passed to every trial's fit.
 
@@ -236,8 +236,8 @@ def _report_callback_class() -> str:
 
 
 class TuneReport(L.Callback):
-    """Reports Lightning's logged metrics to Ray Tune at the end of every training epoch (after its validation and
-    checkpoint); used when this Ray has no ``ray.tune.integration.pytorch_lightning``."""
+    """Reports Lightning's logged metrics to Ray Tune at the end of every training epoch (after its validation);
+    used when this Ray has no ``ray.tune.integration.pytorch_lightning``."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from ray import tune
@@ -247,7 +247,7 @@ class TuneReport(L.Callback):
 
 def fit_arguments(context: dict, values: dict[str, Any], root_dir: str) -> list[str]:
     """The ``faceage fit`` argument list of one trial."""
-    # reported after the epoch's validation *and* checkpoint (ASHA may stop the trial inside the report)
+    # reported at the end of each training epoch, after its validation; ASHA may stop a trial inside its report
     callback = {"class_path": context["callback"]}
     if context["callback"] == REPORT_CALLBACK:
         callback["init_args"] = {"save_checkpoints": False, "on": "train_epoch_end"}

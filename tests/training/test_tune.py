@@ -111,6 +111,24 @@ def test_resolve_switch_and_dotted_keys():
         parse_overrides(["--num-sample", "2"])  # a typo is caught before any trial starts
 
 
+def test_fallback_report_callback(monkeypatch):
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    from faceage.training.tune import TuneReport, fit_arguments
+
+    reported = []
+    monkeypatch.setattr(tune, "report", lambda metrics, **kw: reported.append(metrics))
+    TuneReport().on_train_epoch_end(SimpleNamespace(callback_metrics={"val/acc": torch.tensor(0.75)}), None)
+    assert reported == [{"val/acc": 0.75}]
+    context = {"config": "c.yaml", "extra": ["--data.root", "d"], "max_epochs": 2, "callback": "faceage.training.tune.TuneReport"}
+    argv = fit_arguments(context, {"model.model.hidden": [8], "model.model.backbone": "resnet18"}, "out")
+    assert argv[:5] == ["fit", "--config", "c.yaml", "--data.root", "d"]
+    assert argv[-4:] == ["--model.model.hidden", "[8]", "--model.model.backbone", "resnet18"]
+    assert '--trainer.callbacks+={"class_path": "faceage.training.tune.TuneReport"}' in argv
+
+
 def test_metric_inferred_from_model_class():
     assert infer_monitor(yaml.safe_load((CONFIGS / "pairs_siamese_resnet18.yaml").read_text())) == ("val/acc", "max")
     assert infer_monitor({"model": {"backbone": {"name": "resnet18"}}}) == ("val/mae", "min")  # AgeModule default
