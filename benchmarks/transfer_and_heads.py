@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--out", default="runs/compare")
+    p.add_argument("--max-samples", type=int, default=0, help="seeded subsample of the data (0 = all)")
     p.add_argument("--only", nargs="*", default=None)
     args = p.parse_args()
     faceage = str(Path(sys.executable).parent / "faceage")
@@ -49,13 +50,14 @@ def main() -> None:
         root = Path(args.out) / name.split()[0].replace("(", "") / name.replace(" ", "_").replace("+", "").replace("(", "").replace(")", "")
         cmd = [faceage, "fit", "--config", "configs/default.yaml", "--trainer.max_epochs", str(args.epochs),
                "--model.backbone.image_size", str(args.image_size), "--model.tta_flip", "false", "--model.gender", "false",
-               "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra]
+               "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+               "--data.max_samples", str(args.max_samples), *extra]
         start = time.time()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         run = sorted((root / "lightning_logs").glob("version_*"), key=lambda d: int(d.name.split("_")[1]))[-1]
         rows.append({"variant": name, **best_val(run), "minutes": (time.time() - start) / 60, "command": " ".join(cmd[1:])})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| variant ({args.epochs} epochs, {args.image_size} px) | best val MAE | val CS@5 | wall min |")
+    print(f"\n| variant ({args.epochs} epochs, {args.image_size} px, {args.max_samples or 'all'} faces) | best val MAE | val CS@5 | wall min |")
     print("| --- | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['variant']} | {r['val_mae']:.2f} | {r['val_cs5']:.3f} | {r['minutes']:.1f} |")

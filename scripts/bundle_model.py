@@ -78,6 +78,9 @@ def main() -> None:
     p.add_argument("--test-dir", required=True, help="folder with test_results.json from `faceage test`")
     p.add_argument("--recipe", default="configs/default.yaml")
     p.add_argument("--wall", default="wall time not recorded")
+    p.add_argument("--utkface-alignment", action="store_true",
+                   help="record UTKFace's chip geometry (dlib 68-point, padding 0.2) as the model's alignment; for runs "
+                        "trained on UTKFace chips before that default was measured")
     p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep", help="set the flip test-time augmentation")
     args = p.parse_args()
     run = Path(args.run)
@@ -87,10 +90,14 @@ def main() -> None:
     from faceage.inference.export import export_onnx
     from faceage.models.age_model import load_model
 
+    cfg = json.loads((TARGET / "config.json").read_text())
     if args.tta_flip != "keep":
-        cfg = json.loads((TARGET / "config.json").read_text())
         cfg["tta_flip"] = args.tta_flip == "on"
-        (TARGET / "config.json").write_text(json.dumps(cfg, indent=2))
+    if args.utkface_alignment:
+        from faceage.models.age_model import DEFAULT_ALIGNMENT
+
+        cfg["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
+    (TARGET / "config.json").write_text(json.dumps(cfg, indent=2))
     model = load_model(TARGET)
     export_onnx(model, TARGET / "model.onnx")
     config = json.loads((TARGET / "config.json").read_text())
