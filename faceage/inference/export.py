@@ -28,11 +28,12 @@ class InferenceWrapper(nn.Module):
         return [dec[name] for name in self.output_names]
 
     def forward(self, images: torch.Tensor):
-        outs = self._once(images)
-        if self.tta_flip:
-            flipped = self._once(images.flip(-1))
-            outs = [(a + b) / 2 for a, b in zip(outs, flipped)]
-        return tuple(outs)
+        if not self.tta_flip:
+            return tuple(self._once(images))
+        # one pass over [images; mirrored images]: a batch twice as large runs faster than two passes
+        n = images.shape[0]
+        both = self._once(torch.cat([images, images.flip(-1)]))
+        return tuple((out[:n] + out[n:]) / 2 for out in both)
 
 
 def export_onnx(model: AgeModel, path: str | Path, opset: int = 17) -> Path:
