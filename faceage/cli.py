@@ -21,6 +21,7 @@ commands:
   prepare    detect + align faces once and cache the chips for training
   models     list backbones and heads
   compare    which of two faces is older (pair models or the age-difference comparator)
+  kfold      fit + test every fold (k-fold / subject-exclusive) and report mean +/- std
   tune       hyper-parameter search with Ray Tune (ASHA)
   report     bias and sensitivity report (HTML + markdown)
   explain    Grad-CAM heatmap of the age output
@@ -183,6 +184,7 @@ COMMANDS = {"predict": predict_main, "export": export_main, "prepare": prepare_m
 LAZY_COMMANDS = {
     "compare": "faceage.inference.compare:main",
     "tune": "faceage.training.tune:main",
+    "kfold": "faceage.training.kfold:main",
     "report": "faceage.evaluation.report:main",
     "explain": "faceage.inference.explain:main",
     "serve": "faceage.app.server:main",
