@@ -151,3 +151,11 @@ def apply_transfer_mode(backbone: nn.Module, mode: str, unfreeze_last: int = 0) 
         for block in backbone.blocks()[-unfreeze_last:]:
             for p in block.parameters():
                 p.requires_grad = True
+
+
+def freeze_frozen_batchnorm(module: nn.Module) -> None:
+    """Puts every batch-norm layer whose parameters are all frozen into eval mode, so feature extraction keeps the
+    pretrained running statistics (call at the start of each training epoch: ``train()`` resets the mode)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()

@@ -17,6 +17,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.training.optim import OptimConfig, configure_optimizers
 
 
@@ -218,9 +219,7 @@ class AgeModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # frozen backbone parts keep their batch-norm statistics (true feature extraction)
         if self.backbone_config.transfer in ("frozen", "partial"):
-            for m in self.model.backbone.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-                    m.eval()
+            freeze_frozen_batchnorm(self.model.backbone)
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

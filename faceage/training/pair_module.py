@@ -27,10 +27,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from faceage.models.age_model import DEFAULT_ALIGNMENT
-from faceage.models.backbones import apply_transfer_mode
+from faceage.models.backbones import apply_transfer_mode, freeze_frozen_batchnorm
 from faceage.models.pairs import PairModel, create_pair_model
-from faceage.training.optim import OptimConfig
-from faceage.training.optim import configure_optimizers
+from faceage.training.optim import OptimConfig, configure_optimizers
 
 # (name, smallest gap, largest gap) in years; float ages fall into the band whose rounded limits hold them
 GAP_BANDS = (("1_2", 0.0, 2.5), ("3_5", 2.5, 5.5), ("6_10", 5.5, 10.5), ("over_10", 10.5, float("inf")))
@@ -183,9 +182,7 @@ class PairModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # frozen parts keep their batch-norm statistics (true feature extraction)
-        for m in self.model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-                m.eval()
+        freeze_frozen_batchnorm(self.model)
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
