@@ -137,3 +137,15 @@ def test_ddp_two_cpu_processes(utkface_tree, tmp_path):
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     # 77 train faces over 2 ranks at batch 16 -> ceil(39/16) = 3 steps per epoch
     assert ckpt["global_step"] == 3
+
+
+def test_corrupt_training_image_is_skipped_and_named(utkface_tree, tmp_path, capsys):
+    good = sorted(utkface_tree.iterdir())[0]
+    truncated = utkface_tree / "30_0_0_20170101999999999.jpg.chip.jpg"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # header intact, data cut
+    (utkface_tree / "31_0_0_20170101999999998.jpg.chip.jpg").write_text("not an image")
+    runs = tmp_path / "runs"
+    main(["fit", *TINY, "--data.root", str(utkface_tree), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(runs)])
+    out = capsys.readouterr().out
+    assert "not an image" in out and "31_0_0_20170101999999998" in out  # the reader's report names the file
+    assert (_run_dir(runs) / "model" / "model.safetensors").exists()  # and the run went on
