@@ -7,6 +7,8 @@ rejected by jsonargparse with the key named.
 
 from __future__ import annotations
 
+import sys
+
 import lightning as L
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
@@ -65,6 +67,7 @@ def run_cli(args: list[str]) -> None:
         seed_everything_default=0,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
-        args=args,
+        # from the shell, let LightningCLI read sys.argv itself (passing both makes it warn)
+        args=None if list(args) == sys.argv[1:] else args,
         auto_configure_optimizers=False,
     )
