@@ -8,6 +8,7 @@ rejected by jsonargparse with the key named.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import lightning as L
 from jsonargparse import lazy_instance
@@ -31,6 +32,31 @@ class FaceAgeCLI(LightningCLI):
         parser.set_defaults({"model": lazy_instance(AgeModule), "data": lazy_instance(AgeDataModule)})
         parser.add_argument("--weights", type=str | None, default=None, help="model dir / .safetensors / .ckpt whose weights replace the model's (validate/test)")
         parser.add_argument("--lr_find", type=bool, default=False, help="run Lightning's learning-rate finder before fit, plot it and use its suggestion")
+
+    def _parse_ckpt_path(self) -> None:
+        """Merges a ``--ckpt_path`` checkpoint's hyper-parameters into the config, as ``init_args`` of its module class.
+
+        Overrides LightningCLI's version, which passes them as untyped ``dict_kwargs`` unless the module was built by
+        LightningCLI itself; faceage modules store plain dicts (weights_only-safe), which must be validated back into
+        their dataclasses, and the class (age or pair module) is read from the checkpoint.
+        """
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        import torch
+
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        hparams = dict(ckpt.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        class_path = hparams.pop("_class_path", None) or (
+            "faceage.training.pair_module.PairModule" if "pair_model_config" in ckpt else "faceage.training.module.AgeModule"
+        )
+        model = {"class_path": class_path, "init_args": hparams}
+        self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
 
     def _config(self):
         return self.config[self.subcommand] if self.subcommand else self.config

@@ -58,6 +58,11 @@ def test_fit_pair_recipe_one_epoch(recipe, utkface_tree, tiny_model_dir, tmp_pat
     exported, from_ckpt = load_pair_model(run / "model"), load_pair_model(best)
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(exported(x, x.flip(0)), from_ckpt(x, x.flip(0)), atol=1e-5)
+    if recipe == "pairs_siamese_resnet18":
+        # `faceage test --ckpt_path` rebuilds the pair module from the checkpoint's own hyper-parameters
+        main(["test", "--config", str(CONFIGS / f"{recipe}.yaml"), "--ckpt_path", str(best), "--data.root", str(utkface_tree),
+              "--data.split_file", str(run / "split.json"), "--trainer.default_root_dir", str(tmp_path / "test_runs"), *TINY_PAIRS])
+        assert list((tmp_path / "test_runs").glob("lightning_logs/version_*"))
 
 
 def test_validate_age_difference_comparator(utkface_tree, tiny_model_dir, tmp_path, capsys):
