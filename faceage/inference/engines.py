@@ -49,6 +49,8 @@ class OnnxEngine:
         self.config = json.loads((onnx_path.parent / "config.json").read_text())
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle ORT threads must not spin: on small machines they would steal the cores that decode the next images
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
