@@ -48,6 +48,17 @@ def _predict_parser() -> argparse.ArgumentParser:
 CSV_COLUMNS = ["file", "face", "age", "age_low", "age_high", "gender", "gender_p", "left", "top", "right", "bottom"]
 
 
+def load_or_report(factory, model, **kwargs):
+    """``factory(model, **kwargs)`` (a Predictor or comparer), or ``None`` after one clear ``error:`` line on stderr."""
+    try:
+        return factory(model, **kwargs)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
+        print(f"error: cannot load model {model or '(bundled)'}: {type(e).__name__}: {e}", file=sys.stderr)
+    return None
+
+
 def predict_main(argv: list[str]) -> int:
     """Exit status: 0 all images ok, 1 some failed (or none found), 2 bad arguments / model / output."""
     parser = _predict_parser()
@@ -58,13 +69,9 @@ def predict_main(argv: list[str]) -> int:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     from faceage.inference.predictor import Predictor
 
-    try:
-        predictor = Predictor(args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector, batch_size=args.batch_size, workers=args.workers, threads=args.threads)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
-        print(f"error: cannot load model {args.model or '(bundled)'}: {type(e).__name__}: {e}", file=sys.stderr)
+    predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
+                               batch_size=args.batch_size, workers=args.workers, threads=args.threads)
+    if predictor is None:
         return 2
     annotate_dir = Path(args.annotate) if args.annotate else None
     try:

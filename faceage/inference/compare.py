@@ -320,16 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs is not None and not Path(args.pairs).is_file():
         print(f"error: {args.pairs}: pair file not found", file=sys.stderr)
         return 2
-    try:
-        comparer = FaceComparer(
-            args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector, batch_size=args.batch_size,
-            workers=args.workers, threads=args.threads, age_scale=args.age_scale,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
-        print(f"error: cannot load model {args.model or '(bundled)'}: {type(e).__name__}: {e}", file=sys.stderr)
+    from faceage.cli import load_or_report
+
+    comparer = load_or_report(
+        FaceComparer, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
+        batch_size=args.batch_size, workers=args.workers, threads=args.threads, age_scale=args.age_scale,
+    )
+    if comparer is None:
         return 2
     if args.pairs is None:
         return _compare_two(comparer, *args.images)
