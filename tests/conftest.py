@@ -156,3 +156,14 @@ def write_utkface_tree(root: Path, n: int = 96, size: int = 32, seed: int = 0) -
 @pytest.fixture
 def utkface_tree(tmp_path) -> Path:
     return write_utkface_tree(tmp_path / "utk")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine: one intra-op thread is faster; the previous count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

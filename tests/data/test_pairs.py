@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from faceage.data.datamodule import SplitConfig
 from faceage.data.pairs import (
@@ -24,12 +23,7 @@ from faceage.data.pairs import (
 INPUT_CONFIG = {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ages(n: int, seed: int = 0) -> np.ndarray:

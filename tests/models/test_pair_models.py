@@ -23,12 +23,7 @@ from faceage.models.pairs import (
 INPUT_KEYS = {"image_size", "mean", "std", "crop", "alignment"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build(kind: str, age_dir) -> PairModel:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from faceage.cli import main
 
@@ -14,12 +13,7 @@ TINY = ["--model.backbone.name", "resnet18", "--model.backbone.image_size", "32"
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_kfold_runs_each_fold_and_summarises(utkface_tree, tmp_path, capsys):
