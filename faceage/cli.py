@@ -45,7 +45,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     return p
 
 
-CSV_COLUMNS = ["file", "face", "age", "age_low", "age_high", "gender", "gender_p", "left", "top", "right", "bottom"]
+CSV_COLUMNS = ["file", "face", "age", "age_low", "age_high", "gender", "gender_p", "race", "race_p", "left", "top", "right", "bottom"]
 
 
 def load_or_report(factory, model, **kwargs):
@@ -107,7 +107,8 @@ def predict_main(argv: list[str]) -> int:
             n_ok += 1
             for f in result.faces:
                 n_faces += 1
-                writer.writerow([result.path, f.face, f"{f.age:.2f}", num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"), *f.box])
+                writer.writerow([result.path, f.face, f"{f.age:.2f}", num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"),
+                                 f.race or "", num(f.race_p, ".4f"), *f.box])
             if annotate_dir:
                 from faceage.data.images import ImageLoadError, load_image
                 from faceage.inference.annotate import annotate

@@ -121,15 +121,18 @@ def _safe_preprocess(component: Any) -> Any:
 
 
 def faces_markdown(faces: list[Any]) -> str:
-    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals, gender."""
+    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals, gender (and
+    race when the model predicts it)."""
     if not faces:
         return f"**0 faces found.** {NO_FACE}"
+    with_race = any(f.race is not None for f in faces)
     lines = [f"**{len(faces)} face{'s' if len(faces) != 1 else ''} found**", "",
-             "| face | age | 90% interval | gender |", "|---|---|---|---|"]
+             "| face | age | 90% interval | gender |" + (" race |" if with_race else ""), "|---|---|---|---|" + ("---|" if with_race else "")]
     for f in faces:
         interval = "–" if f.interval is None else f"{f.age_low:.0f}–{f.age_high:.0f}"
         gender = "–" if f.gender is None else f"{f.gender} ({f.gender_p:.0%})"
-        lines.append(f"| {f.face + 1} | {f.age:.1f} | {interval} | {gender} |")
+        race = ("" if not with_race else " – |" if f.race is None else f" {f.race} ({f.race_p:.0%}) |")
+        lines.append(f"| {f.face + 1} | {f.age:.1f} | {interval} | {gender} |{race}")
     return "\n".join(lines)
 
 

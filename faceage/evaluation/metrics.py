@@ -292,6 +292,44 @@ def gender_metrics(
     return out
 
 
+def race_metrics(race: np.ndarray, race_pred: np.ndarray, gender: np.ndarray | None = None, band: np.ndarray | None = None) -> dict[str, Any]:
+    """Race classification metrics on the samples whose true race is known.
+
+    Args:
+        race: true codes 0..4 (``RACES``), shape (N,), ``-1`` unknown (left out).
+        race_pred: predicted codes, shape (N,).
+        gender: gender codes, shape (N,), ``-1`` unknown, for ``accuracy_by_gender``.
+        band: ``AGE_BANDS`` indices of the true ages, shape (N,), for ``accuracy_by_age_band``.
+
+    Returns:
+        ``{"n", "accuracy", "balanced_accuracy", "recall_by_class", "precision_by_class", "confusion",
+        "accuracy_by_gender"?, "accuracy_by_age_band"?}``; ``recall_by_class`` maps a race name to
+        ``{"n", "recall"}``; ``confusion[i][j]`` counts true ``RACES[i]`` predicted as ``RACES[j]``. With no
+        known race, ``{"n": 0}``.
+    """
+    known = race >= 0
+    if not np.any(known):
+        return {"n": 0}
+    y, yp = race[known], race_pred[known]
+    correct = y == yp
+    recall = {name: {"n": int(np.sum(y == i)), "recall": float(np.mean(yp[y == i] == i))} for i, name in enumerate(RACES) if np.any(y == i)}
+    precision = {name: float(np.mean(y[yp == i] == i)) for i, name in enumerate(RACES) if np.any(yp == i)}
+    confusion = [[int(np.sum((y == i) & (yp == j))) for j in range(len(RACES))] for i in range(len(RACES))]
+    out: dict[str, Any] = {
+        "n": int(known.sum()),
+        "accuracy": float(np.mean(correct)),
+        "balanced_accuracy": float(np.mean([v["recall"] for v in recall.values()])),
+        "recall_by_class": recall,
+        "precision_by_class": precision,
+        "confusion": confusion,
+    }
+    if gender is not None:
+        out["accuracy_by_gender"] = _accuracy_by(correct, gender[known], GENDERS)
+    if band is not None:
+        out["accuracy_by_age_band"] = _accuracy_by(correct, band[known], AGE_BAND_LABELS)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ intervals
 
 
@@ -333,6 +371,7 @@ def evaluate_predictions(
     gender_pred: ArrayLike | None = None,
     gender_prob: ArrayLike | None = None,
     intervals: ArrayLike | None = None,
+    race_pred: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """All metrics of one prediction set, overall and by group.
 
@@ -345,6 +384,7 @@ def evaluate_predictions(
             ``gender_prob >= 0.5``.
         gender_prob: predicted P(female), shape (N,).
         intervals: prediction intervals ``[low, high]``, shape (N, 2).
+        race_pred: predicted race codes 0..4 (or names), shape (N,).
 
     Returns:
         A dict with
@@ -355,11 +395,12 @@ def evaluate_predictions(
           group name, unknowns left out, empty groups omitted.
         - ``"n_unknown"``: ``{"gender": k, "race": k}`` for the labels given.
         - ``"gender"`` (when gender predictions are given and ``gender`` is): :func:`gender_metrics`.
+        - ``"race"`` (when race predictions are given and ``race`` is): :func:`race_metrics`.
         - ``"interval_coverage"``, ``"interval_mean_width"`` (when ``intervals`` is given).
 
     Raises:
-        ValueError: on inconsistent lengths or invalid values; if gender predictions are given without
-            true ``gender``.
+        ValueError: on inconsistent lengths or invalid values; if gender (race) predictions are given without
+            true ``gender`` (``race``).
     """
     p, t = check_pair(pred, true)
     n = p.size
@@ -386,6 +427,10 @@ def evaluate_predictions(
             raise ValueError("gender predictions need the true gender to be scored")
         gp = group_codes(gender_pred, GENDERS, n)
         result["gender"] = gender_metrics(g, gp, gender_prob, r, band)
+    if race_pred is not None:
+        if r is None:
+            raise ValueError("race predictions need the true race to be scored")
+        result["race"] = race_metrics(r, group_codes(race_pred, RACES, n), g, band)
     if intervals is not None:
         result.update(interval_metrics(intervals, t))
     return result

@@ -11,16 +11,14 @@ from faceage.models.age_model import AgeModel
 
 
 class InferenceWrapper(nn.Module):
-    """``AgeModel`` -> tuple of tensors named by :attr:`output_names` (``age``, ``distribution``, ``gender_prob``),
-    averaged over the image and its mirror when the model config has ``tta_flip``."""
+    """``AgeModel`` -> tuple of tensors named by :attr:`output_names` (``age``, ``distribution``, ``gender_prob``,
+    ``race_probs``), averaged over the image and its mirror when the model config has ``tta_flip``."""
 
     def __init__(self, model: AgeModel) -> None:
         super().__init__()
         self.model = model.eval()
         self.tta_flip = bool(model.config.get("tta_flip", False))
-        self.has_distribution = model.head.has_distribution
-        self.has_gender = model.gender_head is not None
-        self.output_names = ["age"] + (["distribution"] if self.has_distribution else []) + (["gender_prob"] if self.has_gender else [])
+        self.output_names = model.output_names
 
     def _once(self, images: torch.Tensor) -> list[torch.Tensor]:
         out = self.model(images)

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from faceage.data.images import ImageLoadError, is_image_file, load_image
+from faceage.data.records import RACES
 from faceage.inference.preprocess import preprocess_chip
 
 
@@ -34,6 +35,8 @@ class FaceResult:
         age_high: upper end of the 90% interval.
         gender: ``"male"``/``"female"`` when the model has a gender head, else ``None``.
         gender_p: probability of the predicted gender.
+        race: most likely of ``faceage.data.records.RACES`` when the model has a race head, else ``None``.
+        race_p: its probability.
     """
 
     face: int
@@ -43,6 +46,8 @@ class FaceResult:
     age_high: float | None = None
     gender: str | None = None
     gender_p: float | None = None
+    race: str | None = None
+    race_p: float | None = None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -169,6 +174,9 @@ class Predictor:
             if "gender_prob" in out:
                 p = float(out["gender_prob"][i])
                 r.gender, r.gender_p = ("female", p) if p >= 0.5 else ("male", 1 - p)
+            if "race_probs" in out:
+                k = int(np.argmax(out["race_probs"][i]))
+                r.race, r.race_p = RACES[k], float(out["race_probs"][i][k])
             results.append(r)
         return results
 

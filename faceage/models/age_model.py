@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceage.data.records import RACES
 from faceage.models.backbones import apply_transfer_mode, create_backbone
 from faceage.models.heads import create_head
 
@@ -39,6 +40,7 @@ class AgeModel(nn.Module):
         std: per-channel normalisation std (default: the backbone's).
         alignment: how raw photos are aligned into chips like the training ones.
         gender: add a binary gender head (multitask).
+        race: add a race head over ``faceage.data.records.RACES`` (5 classes, multitask).
         dropout: dropout before the heads.
         tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
     """
@@ -59,6 +61,7 @@ class AgeModel(nn.Module):
         gender: bool = False,
         dropout: float = 0.0,
         tta_flip: bool = False,
+        race: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, image_size=image_size)
@@ -73,6 +76,7 @@ class AgeModel(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.head = create_head(head, self.backbone.num_features, min_age=min_age, max_age=max_age, **(head_kwargs or {}))
         self.gender_head = nn.Linear(self.backbone.num_features, 1) if gender else None
+        self.race_head = nn.Linear(self.backbone.num_features, len(RACES)) if race else None
         self.config = {
             "backbone": backbone,
             "head": head,
@@ -80,6 +84,7 @@ class AgeModel(nn.Module):
             "min_age": int(min_age),
             "max_age": int(max_age),
             "gender": bool(gender),
+            "race": bool(race),
             "dropout": float(dropout),
             "tta_flip": bool(tta_flip),
             "input": self.input_config,
@@ -90,16 +95,35 @@ class AgeModel(nn.Module):
         apply_transfer_mode(self.backbone, mode, unfreeze_last)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images ``(B, 3, S, S)`` normalised -> ``{"age_logits": (B, K), "gender_logit": (B,)?, "features": (B, F)}``."""
+        """images ``(B, 3, S, S)`` normalised -> ``{"age_logits": (B, K), "gender_logit": (B,)?, "race_logits": (B, 5)?,
+        "features": (B, F)}``."""
         features = self.backbone(images)
         dropped = self.dropout(features)
         out = {"features": features, "age_logits": self.head(dropped)}
         if self.gender_head is not None:
             out["gender_logit"] = self.gender_head(dropped)[:, 0]
+        if self.race_head is not None:
+            out["race_logits"] = self.race_head(dropped)
         return out
 
-    def loss(self, out: dict[str, torch.Tensor], ages: torch.Tensor, genders: torch.Tensor | None = None, gender_weight: float = 1.0) -> dict[str, torch.Tensor]:
-        """Age loss plus (multitask) masked gender BCE; ``genders`` uses -1 for unknown. Returns named terms and ``loss``."""
+    @property
+    def output_names(self) -> list[str]:
+        """Names of :meth:`decode`'s outputs, in export order."""
+        return ["age"] + (["distribution"] if self.head.has_distribution else []) + (["gender_prob"] if self.gender_head is not None else []) + (
+            ["race_probs"] if self.race_head is not None else []
+        )
+
+    def loss(
+        self,
+        out: dict[str, torch.Tensor],
+        ages: torch.Tensor,
+        genders: torch.Tensor | None = None,
+        gender_weight: float = 1.0,
+        races: torch.Tensor | None = None,
+        race_weight: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """Age loss plus (multitask) masked gender BCE and race cross-entropy; ``genders``/``races`` use -1 for
+        unknown. Returns named terms and ``loss``."""
         terms = {"age_loss": self.head.loss(out["age_logits"], ages)}
         total = terms["age_loss"]
         if self.gender_head is not None and genders is not None:
@@ -107,25 +131,33 @@ class AgeModel(nn.Module):
             if known.any():
                 terms["gender_loss"] = F.binary_cross_entropy_with_logits(out["gender_logit"][known], genders[known].float())
                 total = total + gender_weight * terms["gender_loss"]
+        if self.race_head is not None and races is not None:
+            known = races >= 0
+            if known.any():
+                terms["race_loss"] = F.cross_entropy(out["race_logits"][known], races[known].long())
+                total = total + race_weight * terms["race_loss"]
         terms["loss"] = total
         return terms
 
     @torch.no_grad()
     def decode(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Forward output -> ``{"age": (B,), "distribution": (B, K)?, "gender_prob": (B,)? (P(female))}``."""
+        """Forward output -> ``{"age": (B,), "distribution": (B, K)?, "gender_prob": (B,)? (P(female)),
+        "race_probs": (B, 5)?}``."""
         result = {"age": self.head.predict(out["age_logits"])}
         dist = self.head.distribution(out["age_logits"])
         if dist is not None:
             result["distribution"] = dist
         if "gender_logit" in out:
             result["gender_prob"] = out["gender_logit"].sigmoid()
+        if "race_logits" in out:
+            result["race_probs"] = out["race_logits"].softmax(dim=1)
         return result
 
     # ---- persistence -------------------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: dict) -> AgeModel:
         """Rebuilds the architecture (random weights) from :attr:`config`."""
-        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "dropout", "tta_flip", "input"}
+        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "race", "dropout", "tta_flip", "input"}
         unknown = set(config) - known - {"faceage_version", "metrics", "training"}
         if unknown:
             raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
@@ -143,6 +175,7 @@ class AgeModel(nn.Module):
             std=inp.get("std"),
             alignment=inp.get("alignment"),
             gender=config.get("gender", False),
+            race=config.get("race", False),
             dropout=config.get("dropout", 0.0),
             tta_flip=config.get("tta_flip", False),
         )

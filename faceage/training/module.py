@@ -65,6 +65,8 @@ class AgeModule(L.LightningModule):
         optim: optimizer and schedule.
         gender: add a gender head (multitask); missing gender labels are masked out of its loss.
         gender_weight: weight of the gender loss.
+        race: add a race head (5 UTKFace classes); missing race labels are masked out of its loss.
+        race_weight: weight of the race loss.
         early_stopping_patience: epochs without val MAE improvement before stopping (0 disables).
         checkpoint_every_n_steps: also save ``last.ckpt`` every N training steps, so a killed run loses little.
         tta_flip: average predictions over the image and its mirror at validation/test time.
@@ -80,6 +82,8 @@ class AgeModule(L.LightningModule):
         early_stopping_patience: int = 10,
         checkpoint_every_n_steps: int = 100,
         tta_flip: bool = False,
+        race: bool = False,
+        race_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone or BackboneConfig()
@@ -96,6 +100,8 @@ class AgeModule(L.LightningModule):
                 "early_stopping_patience": early_stopping_patience,
                 "checkpoint_every_n_steps": checkpoint_every_n_steps,
                 "tta_flip": tta_flip,
+                "race": race,
+                "race_weight": race_weight,
             }
         )
         b, h = self.backbone_config, self.head_config
@@ -112,14 +118,17 @@ class AgeModule(L.LightningModule):
             gender=gender,
             dropout=b.dropout,
             tta_flip=tta_flip,
+            race=race,
         )
         self.model.set_transfer(b.transfer, b.unfreeze_last)
         self.gender_weight = gender_weight
+        self.race_weight = race_weight
         self.tta_flip = tta_flip
         # ModuleDict keys may not shadow nn.Module attributes such as ``train``: keys are "<stage>_"
         self.mae = torch.nn.ModuleDict({f"{s}_": MeanAbsoluteError() for s in ("train", "val", "test")})
         self.cs5 = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.gender_acc = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.race_acc = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self._test_outputs: list[dict] = []
 
     # ---- steps --------------------------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ class AgeModule(L.LightningModule):
             return None
         ages = batch["age"].float()
         out = self.model(batch["image"])
-        terms = self.model.loss(out, ages, batch["gender"], self.gender_weight)
+        terms = self.model.loss(out, ages, batch["gender"], self.gender_weight, batch["race"], self.race_weight)
         n = len(ages)
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True, prog_bar=name == "loss", batch_size=n, sync_dist=stage != "train")
@@ -158,10 +167,17 @@ class AgeModule(L.LightningModule):
             if known.any():
                 self.gender_acc[f"{stage}_"].update(((pred["gender_prob"][known] > 0.5).long() == batch["gender"][known]).float())
                 self.log(f"{stage}/gender_acc", self.gender_acc[f"{stage}_"], on_epoch=True, batch_size=int(known.sum()))
+        if "race_probs" in pred:
+            known = batch["race"] >= 0
+            if known.any():
+                self.race_acc[f"{stage}_"].update((pred["race_probs"][known].argmax(dim=1) == batch["race"][known]).float())
+                self.log(f"{stage}/race_acc", self.race_acc[f"{stage}_"], on_epoch=True, batch_size=int(known.sum()))
         if stage == "test":
             row = {"index": batch["index"], "age": ages, "pred": pred["age"], "gender": batch["gender"], "race": batch["race"]}
             if "gender_prob" in pred:
                 row["gender_prob"] = pred["gender_prob"]
+            if "race_probs" in pred:
+                row["race_pred"] = pred["race_probs"].argmax(dim=1)
             if "distribution" in pred:
                 row["interval"] = distribution_interval(pred["distribution"], self.model.head.age_values)
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})

@@ -23,6 +23,7 @@ def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None
     result = evaluate_predictions(
         pred, true, gender=gender, race=race,
         gender_pred=None if gprob is None else (gprob > 0.5).astype(int), gender_prob=gprob, intervals=intervals,
+        race_pred=rows["race_pred"].numpy() if "race_pred" in rows else None,
     )
     dataset = trainer.datamodule.datasets["test"] if trainer.datamodule is not None else None
     if dataset is not None:

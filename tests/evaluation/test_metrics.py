@@ -282,3 +282,25 @@ def test_save_json_roundtrip(tmp_path):
     assert loaded["overall"]["mae"] == pytest.approx(7 / 3)
     assert loaded["gender"]["roc_auc"] == 1.0
     assert loaded["extra"] == {"np": 1.5, "nan": None, "arr": [0, 1]}
+
+
+def test_race_accuracy_recall_confusion_known_case():
+    #        white white black asian asian indian unknown
+    race = [0, 0, 1, 2, 2, 3, None]
+    pred = [0, 1, 1, 2, 0, 3, 4]
+    res = evaluate_predictions([30] * 7, [30] * 7, gender=[0, 1, 0, 1, 0, 1, 0], race=race, race_pred=pred)
+    r = res["race"]
+    assert r["n"] == 6 and r["accuracy"] == pytest.approx(4 / 6)
+    assert r["recall_by_class"] == {
+        "white": {"n": 2, "recall": 0.5}, "black": {"n": 1, "recall": 1.0},
+        "asian": {"n": 2, "recall": 0.5}, "indian": {"n": 1, "recall": 1.0},
+    }
+    assert r["balanced_accuracy"] == pytest.approx(0.75)
+    assert r["precision_by_class"]["white"] == pytest.approx(0.5)  # predicted white: one white, one asian
+    assert r["confusion"][2] == [1, 0, 1, 0, 0] and sum(map(sum, r["confusion"])) == 6
+    assert r["accuracy_by_gender"] == {"male": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "female": {"n": 3, "accuracy": pytest.approx(2 / 3)}}
+
+
+def test_race_pred_without_truth_is_an_error():
+    with pytest.raises(ValueError, match="race predictions need the true race"):
+        evaluate_predictions([1, 2], [1, 2], race_pred=[0, 1])

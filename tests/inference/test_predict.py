@@ -169,6 +169,28 @@ def test_onnx_and_torch_engines_agree(torch_predictor, onnx_predictor, image_zoo
         assert abs(a.age - b.age) < 1e-4 and abs(a.gender_p - b.gender_p) < 1e-4 and a.gender == b.gender
 
 
+def test_race_head_reaches_both_engines_and_the_csv(tmp_path, image_zoo, one_torch_thread):
+    import torch
+
+    from faceage.data.records import RACES
+    from faceage.inference.export import export_onnx
+    from faceage.models.age_model import AgeModel
+
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", "dldl", image_size=32, gender=True, race=True).eval()
+    model_dir = model.save_pretrained(tmp_path / "race_model")
+    export_onnx(model, model_dir / "model.onnx")
+    path = image_zoo.valid["gray"][0]
+    a = Predictor(model_dir, detect=False).predict(path)[0]
+    b = Predictor(model_dir, engine="onnx", detect=False).predict(path)[0]
+    assert a.race in RACES and 1 / len(RACES) <= a.race_p <= 1
+    assert a.race == b.race and abs(a.race_p - b.race_p) < 1e-4
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(path), "--model", str(model_dir), "--no-detect", "--output", str(out)]) == 0
+    row = next(csv.DictReader(out.open()))
+    assert row["race"] == a.race and float(row["race_p"]) == pytest.approx(a.race_p, abs=1e-4)
+
+
 def _summary(results):
     return [(r.path, r.error, [(f.face, f.box, f.age_low, f.age_high, f.gender) for f in r.faces]) for r in results], [[f.age for f in r.faces] for r in results]
 

@@ -107,3 +107,36 @@ def test_cydral_backbone_trainable_features():
     assert all(p.grad is not None for p in bb.parameters())
     apply_transfer_mode(bb, "partial", unfreeze_last=1)
     assert 0 < _trainable(bb) < sum(p.numel() for p in bb.parameters())
+
+
+def test_multitask_loss_masks_unknown_labels():
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", "dldl", image_size=32, gender=True, race=True)
+    out = model(torch.randn(4, 3, 32, 32))
+    ages = torch.tensor([5.0, 30.0, 50.0, 70.0])
+    genders, races = torch.tensor([0, -1, 1, -1]), torch.tensor([-1, 2, -1, 4])
+    terms = model.loss(out, ages, genders, 0.5, races, 2.0)
+    # each auxiliary loss sees only its known labels
+    expected_g = torch.nn.functional.binary_cross_entropy_with_logits(out["gender_logit"][[0, 2]], torch.tensor([0.0, 1.0]))
+    expected_r = torch.nn.functional.cross_entropy(out["race_logits"][[1, 3]], torch.tensor([2, 4]))
+    assert torch.allclose(terms["gender_loss"], expected_g) and torch.allclose(terms["race_loss"], expected_r)
+    assert torch.allclose(terms["loss"], terms["age_loss"] + 0.5 * expected_g + 2.0 * expected_r)
+    # a batch with no known gender/race has no such term and a finite loss
+    none = model.loss(out, ages, torch.full((4,), -1), 0.5, torch.full((4,), -1), 2.0)
+    assert set(none) == {"age_loss", "loss"} and torch.equal(none["loss"], none["age_loss"])
+    # gradients of the race head come only from the known rows
+    model.zero_grad()
+    model.loss(out, ages, genders, 0.5, races, 2.0)["race_loss"].backward()
+    assert model.race_head.weight.grad.abs().sum() > 0
+
+
+def test_race_head_round_trip_and_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", "dldl", image_size=32, gender=True, race=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    dec = model.decode(model(x))
+    assert model.output_names == ["age", "distribution", "gender_prob", "race_probs"]
+    assert dec["race_probs"].shape == (2, 5) and torch.allclose(dec["race_probs"].sum(1), torch.ones(2))
+    loaded = load_model(model.save_pretrained(tmp_path / "m"))
+    assert loaded.config["race"] is True
+    assert torch.allclose(loaded.decode(loaded(x))["race_probs"], dec["race_probs"], atol=1e-6)

@@ -14,7 +14,7 @@ from faceage.cli import main
 
 TINY = [
     "--model.backbone.name", "resnet18", "--model.backbone.image_size", "32",
-    "--model.head.name", "dldl", "--model.gender", "true",
+    "--model.head.name", "dldl", "--model.gender", "true", "--model.race", "true",
     "--model.optim.lr", "0.003", "--model.checkpoint_every_n_steps", "2",
     "--data.dataset", "utkface", "--data.batch_size", "16", "--data.num_workers", "0",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -49,6 +49,8 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     assert 0 <= overall["cs@5"] <= overall["cs@10"] <= 1
     assert overall["rmse"] >= overall["mae"] > 0
     assert {"by_age_band", "by_gender", "by_race"} <= set(result)
+    assert result["race"]["n"] == overall["n"] and 0 <= result["race"]["accuracy"] <= 1  # the multitask race head
+    assert result["gender"]["n"] == overall["n"] and set(result["race"]["recall_by_class"]) <= {"white", "black", "asian", "indian", "others"}
     for png in ("pred_vs_true.png", "age_distributions.png", "decade_confusion.png", "mae_by_group.png"):
         assert (test_dir / png).stat().st_size > 1000
 
