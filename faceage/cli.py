@@ -136,9 +136,18 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("model", nargs="?", default=None, help="model dir / .ckpt (default: bundled)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--output", default=None, help="output file (default: model.onnx / model.torchscript.pt beside the model's config)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="ONNX only: static int8 quantization (about 2x faster on CPUs with VNNI); needs --calibration")
+    p.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
+                   help="aligned face chips (files or folders) to calibrate the int8 activation ranges; 256 are sampled")
     args = p.parse_args(argv)
+    if args.quantize and args.format != "onnx":
+        p.error("--quantize applies to --format onnx only")
+    if args.quantize and not args.calibration:
+        p.error("--quantize int8 needs --calibration with face images like the model's inputs")
 
-    from faceage.inference.export import export_onnx, export_torchscript
+    from faceage.inference.export import calibration_batch, export_onnx, export_torchscript, quantize_onnx
+    from faceage.inference.predictor import expand_inputs
     from faceage.models.age_model import load_model
 
     model = load_model(args.model)
@@ -146,7 +155,18 @@ def export_main(argv: list[str]) -> int:
     name = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
     out = Path(args.output) if args.output else default_dir / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    (export_onnx if args.format == "onnx" else export_torchscript)(model, out)
+    if args.quantize:
+        try:
+            calibration = calibration_batch(expand_inputs(args.calibration), model.input_config)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out, calibration)
+    else:
+        (export_onnx if args.format == "onnx" else export_torchscript)(model, out)
     config_target = out.parent / "config.json"
     if not config_target.exists():
         import json

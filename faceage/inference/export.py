@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,3 +63,54 @@ def export_torchscript(model: AgeModel, path: str | Path) -> Path:
         traced = torch.jit.trace(wrapper, torch.randn(2, 3, size, size), check_trace=False)
     traced.save(str(path))
     return path
+
+
+def calibration_batch(files: list[str], input_config: dict, limit: int = 256, seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` aligned face chips (a seeded sample of ``files``), preprocessed as the model expects:
+    ``(N, 3, S, S)`` float32. Unreadable files are skipped with a warning naming them."""
+    import random
+    import warnings
+
+    from faceage.data.images import ImageLoadError, load_image
+    from faceage.inference.preprocess import preprocess_chip
+
+    picked = sorted(files)
+    random.Random(seed).shuffle(picked)
+    arrays = []
+    for f in picked:
+        if len(arrays) >= limit:
+            break
+        try:
+            arrays.append(preprocess_chip(load_image(f), input_config))
+        except ImageLoadError as e:
+            warnings.warn(f"calibration: skipped {e}", stacklevel=2)
+    if not arrays:
+        raise ValueError("int8 quantization needs calibration face images; none of the given files could be read")
+    return np.stack(arrays).astype(np.float32)
+
+
+def quantize_onnx(source: str | Path, target: str | Path, calibration: np.ndarray, batch_size: int = 32) -> Path:
+    """Static int8 quantization of an exported fp32 graph with ONNX Runtime's own tooling (QDQ format, per-channel
+    int8 weights, uint8 activations calibrated on ``calibration`` faces (min-max)). On CPUs with VNNI this runs about
+    twice as fast; the age error moves by about 0.01 years on UTKFace (benchmarks/RESULTS.md)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"images": calibration[i : i + batch_size]} for i in range(0, len(calibration), batch_size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    target = Path(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        quantize_static(
+            str(prepared), str(target), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+    return target

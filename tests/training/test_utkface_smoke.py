@@ -47,3 +47,35 @@ def test_bundled_model_on_real_test_faces():
     mae = sum(errors) / len(errors)
     # the full test split gives the figure in MODEL_CARD.md; 150 faces must stay near it (and far from the 6.5 peer)
     assert mae < 5.0, f"bundled model MAE {mae:.2f} on 150 test-split faces"
+
+
+@needs_data
+@pytest.mark.data
+def test_int8_quantized_graph_keeps_the_ages(tmp_path):
+    """Static int8 quantization of the bundled model: the ages move little on real faces and the graph shrinks."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from faceage.data.images import load_image
+    from faceage.data.readers import read_dataset
+    from faceage.data.splits import split_records
+    from faceage.inference.export import calibration_batch, export_onnx, quantize_onnx
+    from faceage.inference.preprocess import preprocess_chip
+    from faceage.models.age_model import load_model
+
+    records, _ = read_dataset("utkface", DATA, check_images=False)
+    split = split_records(records, 0.1, 0.1, seed=0)
+    model = load_model(None)
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    int8 = quantize_onnx(fp32, tmp_path / "int8.onnx", calibration_batch([records[i].path for i in split["train"]], model.input_config, limit=64))
+    assert int8.stat().st_size < 0.4 * fp32.stat().st_size
+    test = [records[i] for i in split["test"][:120]]
+    batch = np.stack([preprocess_chip(load_image(r.path), model.input_config) for r in test])
+    true = np.array([r.age for r in test])
+    ages = {}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        ages[name] = session.run(["age"], {"images": batch})[0]
+    assert np.abs(ages["int8"] - ages["fp32"]).mean() < 0.5
+    mae = {name: np.abs(a - true).mean() for name, a in ages.items()}
+    assert mae["int8"] < mae["fp32"] + 0.2, mae
