@@ -17,7 +17,8 @@ commands:
   validate   validate a model (LightningCLI; --weights MODEL to load a saved model)
   test       test a model: metrics JSON + plots (LightningCLI; --ckpt_path or --weights)
   predict    ages of the faces in images or folders -> CSV / annotated images
-  export     write ONNX or TorchScript from a model
+  export     write ONNX or TorchScript from a model (--quantize int8 for a faster CPU graph)
+  ensemble   average several trained age models into one model
   prepare    detect + align faces once and cache the chips for training
   models     list backbones and heads
   compare    which of two faces is older (pair models or the age-difference comparator)
@@ -217,6 +218,7 @@ LAZY_COMMANDS = {
     "explain": "faceage.inference.explain:main",
     "serve": "faceage.app.server:main",
     "push": "faceage.models.hub:main",
+    "ensemble": "faceage.models.ensemble:main",
 }
 
 

@@ -62,10 +62,11 @@ def _age_logits_module(model: Any) -> Any:
 
 
 def _torch_model(model: Any) -> Any:
-    """An ``AgeModel`` from an ``AgeModel``, a torch-engine ``Predictor``, a path, or ``None`` (bundled)."""
-    from faceage.models.age_model import AgeModel, load_model
+    """An ``AgeModel`` (or ``AgeEnsemble``) from such a model, a torch-engine ``Predictor``, a path, or ``None``
+    (bundled)."""
+    from faceage.models.age_model import load_model
 
-    if isinstance(model, AgeModel):
+    if hasattr(model, "decode"):
         return model
     engine = getattr(model, "engine", None)
     if engine is not None:
@@ -151,6 +152,13 @@ class Explainer:
 
     def __init__(self, model: Any = None, target_layer: Any = None) -> None:
         source = _torch_model(model)
+        # an AgeEnsemble: one Grad-CAM per member network, heatmaps averaged (each member explains its own age)
+        self.parts = [Explainer(m) for m in source.members] if hasattr(source, "members") else None
+        if self.parts is not None:
+            if target_layer is not None:
+                raise ExplainError("target_layer cannot be given for an ensemble: each member uses its own last block")
+            self.input_config = source.input_config
+            return
         self.model = copy.deepcopy(source).eval()
         self.input_config = self.model.input_config
         if target_layer is None:
@@ -172,6 +180,8 @@ class Explainer:
         from pytorch_grad_cam import GradCAM
 
         image = load_image(chip)
+        if self.parts is not None:
+            return np.mean([part(image) for part in self.parts], axis=0).astype(np.float32)
         # an input that requires grad makes every activation require it, even in a model with frozen parameters
         x = torch.from_numpy(preprocess_chip(image, self.input_config))[None].requires_grad_(True)
         with self._lock, torch.enable_grad():

@@ -93,7 +93,7 @@ class Predictor:
     """Age (and gender) of every face in an image.
 
     Args:
-        model: model directory, ``.ckpt``, an ``AgeModel``, or ``None`` for the bundled default model.
+        model: model directory, ``.ckpt``, an ``AgeModel`` / ``AgeEnsemble``, or ``None`` for the bundled default model.
         engine: ``"torch"`` or ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
@@ -117,9 +117,10 @@ class Predictor:
             self.engine = OnnxEngine(model, threads=threads)
         else:
             from faceage.inference.engines import TorchEngine
-            from faceage.models.age_model import AgeModel, load_model
+            from faceage.models.age_model import load_model
 
-            self.engine = TorchEngine(model if isinstance(model, AgeModel) else load_model(model), threads=threads)
+            loaded = model if hasattr(model, "decode") else load_model(model)  # an AgeModel / AgeEnsemble object, or a path
+            self.engine = TorchEngine(loaded, threads=threads)
         self.config = self.engine.config
         self.input_config = self.config["input"]
         self.detect = detect

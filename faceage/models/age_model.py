@@ -182,16 +182,7 @@ class AgeModel(nn.Module):
 
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
         """Writes ``model.safetensors`` + ``config.json`` (plus ``extra`` keys such as metrics) to ``directory``."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME))
-        from faceage import __version__
-
-        (directory / CONFIG_NAME).write_text(json.dumps({**self.config, "faceage_version": __version__, **(extra or {})}, indent=2))
-        return directory
+        return save_module(self, self.config, directory, extra)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AgeModel:
@@ -209,9 +200,44 @@ class AgeModel(nn.Module):
         return model
 
 
+def save_module(module: nn.Module, config: dict, directory: str | Path, extra: dict | None = None) -> Path:
+    """The Hub layout shared by ``AgeModel`` and ``AgeEnsemble``: ``model.safetensors`` + ``config.json``."""
+    from safetensors.torch import save_file
+
+    from faceage import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME))
+    (directory / CONFIG_NAME).write_text(json.dumps({**config, "faceage_version": __version__, **(extra or {})}, indent=2))
+    return directory
+
+
+def model_from_config(config: dict):
+    """``AgeModel.from_config``, or ``AgeEnsemble.from_config`` for an ensemble config (random weights)."""
+    if "ensemble" in config:
+        from faceage.models.ensemble import AgeEnsemble
+
+        return AgeEnsemble.from_config(config)
+    return AgeModel.from_config(config)
+
+
+def _load_directory(directory: Path):
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
+    if "ensemble" in json.loads((directory / CONFIG_NAME).read_text()):
+        from faceage.models.ensemble import AgeEnsemble
+
+        return AgeEnsemble.from_pretrained(directory)
+    return AgeModel.from_pretrained(directory)
+
+
 def load_model(source: str | Path | None = None) -> AgeModel:
-    """Loads an ``AgeModel`` from a model directory, a ``.safetensors`` file beside its ``config.json``, or a
-    Lightning ``.ckpt`` (read with ``torch.load(weights_only=True)``); ``None`` gives the bundled default model."""
+    """Loads an ``AgeModel`` (or an ``AgeEnsemble``, which decodes the same way) from a model directory, a
+    ``.safetensors`` file beside its ``config.json``, or a Lightning ``.ckpt`` (read with
+    ``torch.load(weights_only=True)``); ``None`` gives the bundled default model."""
     if source is None:
         from faceage.models.pretrained import bundled_model_dir
 
@@ -220,9 +246,9 @@ def load_model(source: str | Path | None = None) -> AgeModel:
     if not path.exists():
         raise FileNotFoundError(f"{path}: model not found")
     if path.is_dir():
-        return AgeModel.from_pretrained(path)
+        return _load_directory(path)
     if path.suffix == ".safetensors":
-        return AgeModel.from_pretrained(path.parent)
+        return _load_directory(path.parent)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint

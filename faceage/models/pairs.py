@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage._registry import Registry
-from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, load_model
+from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, load_model, model_from_config
 from faceage.models.backbones import create_backbone
 
 PAIR_MODELS: Registry[type[PairModel]] = Registry("pair model")
@@ -280,7 +280,7 @@ class SixChannelComparator(PairModel):
 
 def _age_model(source: str | Path | AgeModel | None) -> tuple[AgeModel, str | None]:
     """An ``AgeModel`` from a model dir/checkpoint (``None``: the bundled model), with the path it came from."""
-    if isinstance(source, AgeModel):
+    if hasattr(source, "decode"):  # an AgeModel or AgeEnsemble object
         return source, None
     if source is None:
         from faceage.models.pretrained import bundled_model_dir
@@ -306,7 +306,7 @@ class _FrozenAgeModelComparator(PairModel):
     @staticmethod
     def _rebuild_age_model(config: dict) -> AgeModel:
         if "age_model_config" in config:
-            return AgeModel.from_config(config["age_model_config"])
+            return model_from_config(config["age_model_config"])
         return _age_model(config.get("age_model"))[0]
 
 
@@ -325,12 +325,15 @@ class AgeFeatureComparator(_FrozenAgeModelComparator):
     def __init__(self, age_model: str | Path | AgeModel | None = None, hidden: Sequence[int] = (), dropout: float = 0.0) -> None:
         super().__init__()
         source = self._set_age_model(age_model)
-        self.head = comparison_mlp(3 * self.age_model.backbone.num_features, hidden, dropout)
+        # an AgeEnsemble embeds with all its members, features concatenated
+        self._backbones = [m.backbone for m in getattr(self.age_model, "members", [self.age_model])]
+        self.head = comparison_mlp(3 * sum(b.num_features for b in self._backbones), hidden, dropout)
         self.config = self._base_config(**source, hidden=[int(h) for h in hidden], dropout=float(dropout))
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            f1, f2 = self.age_model.backbone(torch.cat([left, right])).chunk(2)
+            both = torch.cat([left, right])
+            f1, f2 = torch.cat([b(both) for b in self._backbones], dim=1).chunk(2)
         return self.head(torch.cat([f1, f2, f1 - f2], dim=1))[:, 0]
 
     @classmethod
