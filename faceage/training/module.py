@@ -70,6 +70,8 @@ class AgeModule(L.LightningModule):
         gender_weight: weight of the gender loss.
         race: add a race head (5 UTKFace classes); missing race labels are masked out of its loss.
         race_weight: weight of the race loss.
+        gender_net: ``cydral`` gives gender its own pretrained network (dlib's Cydral gender classifier, fine-tuned at
+            ``optim.backbone_lr``) instead of a linear head on the shared features.
         early_stopping_patience: epochs without val MAE improvement before stopping (0 disables).
         checkpoint_every_n_steps: also save ``last.ckpt`` every N training steps, so a killed run loses little.
         tta_flip: average predictions over the image and its mirror at validation/test time.
@@ -87,6 +89,7 @@ class AgeModule(L.LightningModule):
         tta_flip: bool = False,
         race: bool = False,
         race_weight: float = 0.5,
+        gender_net: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone or BackboneConfig()
@@ -105,6 +108,7 @@ class AgeModule(L.LightningModule):
                 "tta_flip": tta_flip,
                 "race": race,
                 "race_weight": race_weight,
+                "gender_net": gender_net,
             }
         )
         b, h = self.backbone_config, self.head_config
@@ -122,6 +126,7 @@ class AgeModule(L.LightningModule):
             dropout=b.dropout,
             tta_flip=tta_flip,
             race=race,
+            gender_net=gender_net,
         )
         self.model.set_transfer(b.transfer, b.unfreeze_last)
         if h.init == "backbone":
@@ -226,7 +231,8 @@ class AgeModule(L.LightningModule):
     # ---- optimisation -------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-        return configure_optimizers(self, self.optim_config, self.model, steps_per_epoch=self._steps_per_epoch(max_epochs))
+        # a pretrained gender network fine-tunes like the backbone
+        return configure_optimizers(self, self.optim_config, self.model, backbone_prefixes=("backbone.", "gender_net."), steps_per_epoch=self._steps_per_epoch(max_epochs))
 
     def _steps_per_epoch(self, max_epochs: int) -> int:
         if self._trainer is None:

