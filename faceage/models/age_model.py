@@ -173,7 +173,7 @@ class AgeModel(nn.Module):
     def from_config(cls, config: dict) -> AgeModel:
         """Rebuilds the architecture (random weights) from :attr:`config`."""
         known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "gender_net", "race", "dropout", "tta_flip", "input"}
-        unknown = set(config) - known - {"faceage_version", "metrics", "training"}
+        unknown = set(config) - known - {"faceage_version", "metrics", "training", "weights_dtype", "onnx"}
         if unknown:
             raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
         inp = config.get("input", {})
@@ -196,9 +196,10 @@ class AgeModel(nn.Module):
             tta_flip=config.get("tta_flip", False),
         )
 
-    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Writes ``model.safetensors`` + ``config.json`` (plus ``extra`` keys such as metrics) to ``directory``."""
-        return save_module(self, self.config, directory, extra)
+    def save_pretrained(self, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
+        """Writes ``model.safetensors`` + ``config.json`` (plus ``extra`` keys such as metrics) to ``directory``;
+        ``dtype="float16"`` halves the file (weights are computed in float32 again when loaded)."""
+        return save_module(self, self.config, directory, extra, dtype)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AgeModel:
@@ -216,17 +217,22 @@ class AgeModel(nn.Module):
         return model
 
 
-def save_module(module: nn.Module, config: dict, directory: str | Path, extra: dict | None = None) -> Path:
-    """The Hub layout shared by ``AgeModel`` and ``AgeEnsemble``: ``model.safetensors`` + ``config.json``."""
+def save_module(module: nn.Module, config: dict, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
+    """The Hub layout shared by ``AgeModel`` and ``AgeEnsemble``: ``model.safetensors`` + ``config.json``; floating
+    tensors stored as ``dtype`` (``float32`` or ``float16``)."""
     from safetensors.torch import save_file
 
     from faceage import __version__
 
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    cast = getattr(torch, dtype)
+    state = {k: (v.to(cast) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in module.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_NAME))
-    (directory / CONFIG_NAME).write_text(json.dumps({**config, "faceage_version": __version__, **(extra or {})}, indent=2))
+    meta = {"faceage_version": __version__, **({"weights_dtype": dtype} if dtype != "float32" else {})}
+    (directory / CONFIG_NAME).write_text(json.dumps({**config, **meta, **(extra or {})}, indent=2))
     return directory
 
 

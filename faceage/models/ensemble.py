@@ -25,7 +25,7 @@ _SHARED_KEYS = ("input", "min_age", "max_age")
 
 
 class AgeEnsemble(nn.Module):
-    """Mean of the members' decoded outputs.
+    """Mean of the members' decoded outputs; gender and race are averaged over the members that predict them.
 
     Args:
         members: trained age models with identical input config and age range.
@@ -46,8 +46,12 @@ class AgeEnsemble(nn.Module):
                     raise ValueError(f"ensemble member {i} has a different {key!r} ({m.config[key]!r}) than member 0 ({first[key]!r})")
         self.members = nn.ModuleList(members)
         names = [m.output_names for m in members]
-        # an output is kept when every member has it (e.g. gender only if all members predict gender)
-        self.output_names = [n for n in names[0] if all(n in other for other in names[1:])]
+        # every output comes from the members that have it: age (and its distribution, when all members give one)
+        # from all; gender / race from those with such a head
+        self.output_names = [n for n in ("age", "distribution") if all(n in other for other in names)] + [
+            n for n in ("gender_prob", "race_probs") if any(n in other for other in names)
+        ]
+        self._sources = {n: [i for i, other in enumerate(names) if n in other] for n in self.output_names}
         self.input_config = members[0].input_config
         flip = bool(first.get("tta_flip", False)) if tta_flip is None else bool(tta_flip)
         self.config = {
@@ -67,16 +71,16 @@ class AgeEnsemble(nn.Module):
     @torch.no_grad()
     def decode(self, out: dict[str, list[dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
         decoded = [m.decode(o) for m, o in zip(self.members, out["members"])]
-        return {name: torch.stack([d[name] for d in decoded]).mean(dim=0) for name in self.output_names}
+        return {name: torch.stack([decoded[i][name] for i in self._sources[name]]).mean(dim=0) for name in self.output_names}
 
     # ---- persistence (the AgeModel layout) ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: dict) -> AgeEnsemble:
         return cls([AgeModel.from_config(c) for c in config["ensemble"]], tta_flip=config.get("tta_flip"))
 
-    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
         """One ``model.safetensors`` (keys ``members.<i>.…``) and ``config.json`` in ``directory``."""
-        return save_module(self, self.config, directory, extra)
+        return save_module(self, self.config, directory, extra, dtype)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AgeEnsemble:
@@ -98,6 +102,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--output", required=True, help="directory for model.safetensors, config.json and model.onnx")
     p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep", help="flip test-time augmentation of the ensemble")
     p.add_argument("--no-onnx", action="store_true", help="skip writing model.onnx")
+    p.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size; computed in float32)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="write model.onnx as a static int8 graph (needs --calibration)")
     p.add_argument("--calibration", nargs="+", default=None, metavar="PATH", help="aligned face chips for int8 calibration")
     args = p.parse_args(argv)
@@ -110,7 +115,7 @@ def main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = ensemble.save_pretrained(args.output, extra={"members_from": [str(m) for m in args.models]})
+    out = ensemble.save_pretrained(args.output, extra={"members_from": [str(m) for m in args.models]}, dtype="float16" if args.float16 else "float32")
     print(f"wrote {out} ({len(members)} members; outputs {', '.join(ensemble.output_names)})")
     if args.no_onnx:
         return 0

@@ -24,13 +24,14 @@ def test_outputs_are_the_mean_of_the_members():
     ens = AgeEnsemble([a, b]).eval()
     x = torch.randn(3, 3, 32, 32)
     da, db, de = a.decode(a(x)), b.decode(b(x)), ens.decode(ens(x))
-    assert ens.output_names == ["age", "distribution", "gender_prob"]  # race only if every member has it
-    for name in ens.output_names:
+    assert ens.output_names == ["age", "distribution", "gender_prob", "race_probs"]
+    for name in ("age", "distribution", "gender_prob"):
         assert torch.allclose(de[name], (da[name] + db[name]) / 2, atol=1e-6), name
+    assert torch.allclose(de["race_probs"], da["race_probs"])  # race from the one member that has a race head
     # with a distribution head the ensemble age is the expectation of the mean distribution
     ages = a.head.age_values.float()
     assert torch.allclose(de["age"], de["distribution"] @ ages, atol=1e-3)
-    assert ens.config["gender"] is True and ens.config["race"] is False and len(ens.config["ensemble"]) == 2
+    assert ens.config["gender"] is True and ens.config["race"] is True and len(ens.config["ensemble"]) == 2
 
 
 def test_members_must_share_input_and_age_range():

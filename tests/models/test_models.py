@@ -1,6 +1,7 @@
 """Backbones by name, transfer modes, the Cydral conversion, and AgeModel save/load round trips."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -62,6 +63,20 @@ def test_save_load_round_trip(tmp_path, head):
     assert torch.allclose(before["age"], after["age"], atol=1e-5)
     assert loaded.input_config == model.input_config
     assert loaded.config["input"]["crop"] == 0.9
+
+
+def test_float16_storage_halves_the_file_and_keeps_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", "dldl", image_size=32, gender=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    full, half = model.save_pretrained(tmp_path / "f32"), model.save_pretrained(tmp_path / "f16", dtype="float16")
+    assert (half / "model.safetensors").stat().st_size < 0.55 * (full / "model.safetensors").stat().st_size
+    loaded = load_model(half)
+    assert json.loads((half / "config.json").read_text())["weights_dtype"] == "float16"
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert torch.allclose(loaded.decode(loaded(x))["age"], model.decode(model(x))["age"], atol=0.05)
+    with pytest.raises(ValueError, match="dtype"):
+        model.save_pretrained(tmp_path / "bad", dtype="int8")
 
 
 def test_load_model_errors_name_the_file(tmp_path):
