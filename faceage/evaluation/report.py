@@ -64,6 +64,7 @@ class Predictions:
         gender: true gender codes (0 male, 1 female, -1 unknown), shape (N,).
         race: true race codes (0..4, -1 unknown), shape (N,).
         gender_prob: predicted P(female), shape (N,), or ``None`` without a gender head.
+        race_pred: predicted race codes, shape (N,), or ``None`` without a race head.
         source: where the predictions came from (for the report header).
         n_failed: inputs that could not be predicted (unreadable images).
     """
@@ -77,6 +78,7 @@ class Predictions:
     source: str = ""
     n_failed: int = 0
     notes: list[str] = field(default_factory=list)
+    race_pred: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -222,7 +224,7 @@ def predict_dataset(
     if not records:
         raise ValueError(f"{data}: no {dataset} records in split {split!r}")
     predictor = predictor or Predictor(model, detect=False, batch_size=batch_size, workers=workers)
-    files, true, pred, gender, race, gprob = [], [], [], [], [], []
+    files, true, pred, gender, race, gprob, rpred = [], [], [], [], [], [], []
     n_failed = 0
     for rec, result in zip(records, predictor.predict_files([r.path for r in records]), strict=True):
         if result.error or not result.faces:
@@ -236,10 +238,13 @@ def predict_dataset(
         race.append(-1 if rec.race is None else rec.race)
         if face.gender is not None:
             gprob.append(face.gender_p if face.gender == "female" else 1.0 - face.gender_p)
+        if face.race is not None:
+            rpred.append(RACES.index(face.race))
     preds = Predictions(
         files, np.asarray(true, float), np.asarray(pred, float), np.asarray(gender, np.int64), np.asarray(race, np.int64),
         np.asarray(gprob, float) if len(gprob) == len(files) and gprob else None,
         f"{model or 'bundled model'} on {dataset} {data} ({split})", n_failed,
+        race_pred=np.asarray(rpred, np.int64) if rpred and len(rpred) == len(files) else None,
     )
     return preds, predictor
 
@@ -376,7 +381,8 @@ def build_report(preds: Predictions, n_boot: int = 1000, seed: int = 0, min_flag
         "n_boot": n_boot,
         "overall": age_group_row(np.abs(err), err, n_boot, seed),
         "metrics": evaluate_predictions(preds.age_pred, preds.age_true, gender=preds.gender, race=preds.race,
-                                        gender_prob=preds.gender_prob if np.any(preds.gender >= 0) else None),
+                                        gender_prob=preds.gender_prob if np.any(preds.gender >= 0) else None,
+                                        race_pred=preds.race_pred),
         "groups": groups,
         "flagged": flagged,
         "gender": gender_tables(preds, n_boot, seed, min_flag_n),
