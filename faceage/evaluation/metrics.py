@@ -247,6 +247,14 @@ def _accuracy_by(correct: np.ndarray, codes: np.ndarray, labels: Sequence[str]) 
     }
 
 
+def _with_breakdowns(out: dict[str, Any], correct: np.ndarray, known: np.ndarray, tables: list) -> dict[str, Any]:
+    """Adds ``accuracy_by_<name>`` to ``out`` for each ``(name, codes, labels)`` whose codes are given."""
+    for name, codes, labels in tables:
+        if codes is not None:
+            out[f"accuracy_by_{name}"] = _accuracy_by(correct, codes[known], labels)
+    return out
+
+
 def gender_metrics(
     gender: np.ndarray,
     gender_pred: np.ndarray,
@@ -285,11 +293,7 @@ def gender_metrics(
         "f1": f1,
         "roc_auc": auc,
     }
-    if race is not None:
-        out["accuracy_by_race"] = _accuracy_by(correct, race[known], RACES)
-    if band is not None:
-        out["accuracy_by_age_band"] = _accuracy_by(correct, band[known], AGE_BAND_LABELS)
-    return out
+    return _with_breakdowns(out, correct, known, [("race", race, RACES), ("age_band", band, AGE_BAND_LABELS)])
 
 
 def race_metrics(race: np.ndarray, race_pred: np.ndarray, gender: np.ndarray | None = None, band: np.ndarray | None = None) -> dict[str, Any]:
@@ -323,11 +327,7 @@ def race_metrics(race: np.ndarray, race_pred: np.ndarray, gender: np.ndarray | N
         "precision_by_class": precision,
         "confusion": confusion,
     }
-    if gender is not None:
-        out["accuracy_by_gender"] = _accuracy_by(correct, gender[known], GENDERS)
-    if band is not None:
-        out["accuracy_by_age_band"] = _accuracy_by(correct, band[known], AGE_BAND_LABELS)
-    return out
+    return _with_breakdowns(out, correct, known, [("gender", gender, GENDERS), ("age_band", band, AGE_BAND_LABELS)])
 
 
 # ------------------------------------------------------------------------------------------ intervals
