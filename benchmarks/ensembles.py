@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--names", nargs="+", default=None, help="short names for the models (default m0, m1, ...)")
     p.add_argument("--cache", default=None, help="folder to cache each model's outputs (.npz)")
+    p.add_argument("--max-members", type=int, default=0, help="largest combination to print (0: all models)")
     args = p.parse_args()
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: shared UTKFace data not found")
@@ -100,7 +101,7 @@ def main() -> None:
                     np.array([-1 if records[i].race is None else records[i].race for i in split[part]])) for part in PARTS}
     print("| members | flip | val MAE | val CS@5 | val gender | val race | test MAE | test CS@5 | test gender | test race | val pairs (all / gap<=5) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for r in range(1, len(names) + 1):
+    for r in range(1, (args.max_members or len(names)) + 1):
         for combo in itertools.combinations(names, r):
             for flip in (False, True):
                 cells = []
