@@ -56,6 +56,7 @@ class AgeEnsemble(nn.Module):
         flip = bool(first.get("tta_flip", False)) if tta_flip is None else bool(tta_flip)
         self.config = {
             "ensemble": [json.loads(json.dumps(m.config)) for m in members],
+            "backbone": "+".join(m.config["backbone"] for m in members),
             "head": "+".join(m.config["head"] for m in members),
             "min_age": first["min_age"],
             "max_age": first["max_age"],

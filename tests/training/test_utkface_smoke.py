@@ -21,12 +21,15 @@ def test_fit_on_real_utkface_subset(tmp_path):
     runs = tmp_path / "runs"
     main(["fit", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "default.yaml"),
           "--data.root", str(DATA), "--data.max_samples", "320", "--data.num_workers", "0", "--data.batch_size", "32",
-          "--model.backbone.image_size", "64", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(runs),
+          "--model.backbone.image_size", "64", "--model.head.init", "backbone",
+          "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(runs),
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
     run = next((runs / "lightning_logs").glob("version_*"))
     config = json.loads((run / "model" / "config.json").read_text())
-    # one epoch of fine-tuning the Cydral net on 256 real faces already lands within a sane range
-    assert 0 < config["training"]["best_val_mae"] < 15
+    # one epoch of fine-tuning the Cydral net on 256 real faces, its head started from the Cydral classifier, stays
+    # near the zero-shot network (about 6 years here); a random head needs more than these 8 steps
+    assert 0 < config["training"]["best_val_mae"] < 9
+    assert config["race"] is True and config["gender_net"] == "cydral"  # the recipe's multitask outputs
 
 
 @needs_data
