@@ -35,7 +35,10 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image, owned: bool = False) -> Image.Image:
+    """RGB version of ``img``; an ``owned`` (freshly decoded) RGB image is returned as is, without a copy."""
+    if owned and img.mode == "RGB":
+        return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 0
@@ -146,14 +149,18 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
             raise
         except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, EOFError, struct.error...)
             raise ImageLoadError(name, _decode_problem(e)) from None
+    owned = not isinstance(source, Image.Image)  # decoded here: may be changed in place, never copied needlessly
     try:
-        img = ImageOps.exif_transpose(img)
+        if owned:
+            ImageOps.exif_transpose(img, in_place=True)
+        else:
+            img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not lose an otherwise good image
         pass
     if min(img.size) < min_side:
         raise ImageLoadError(name, f"image too small to hold a face ({img.size[0]}x{img.size[1]} pixels, need >= {min_side})")
     try:
-        return _to_rgb(img)
+        return _to_rgb(img, owned)
     except (ValueError, OSError) as e:  # e.g. LAB or multi-channel float modes Pillow cannot convert
         raise ImageLoadError(name, f"unsupported colour mode {img.mode} ({e})") from None
 
