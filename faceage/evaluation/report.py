@@ -505,6 +505,12 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
         for section in ("by race", "by age band"):
             rows = [gender["overall"], *gender.get(section, [])]
             out.append((f"Gender accuracy {section}", GENDER_COLUMNS, [_gender_cells(r) for r in rows], [r["flagged"] for r in rows]))
+    race = (report.get("metrics") or {}).get("race")
+    if race and race.get("n"):
+        rows = [["all (accuracy)", str(race["n"]), f"{race['accuracy']:.3f}"]] + [
+            [name, str(v["n"]), f"{v['recall']:.3f}"] for name, v in race["recall_by_class"].items()
+        ]
+        out.append(("Race classification (recall by true race)", ["group", "n", "accuracy / recall"], rows, [False] * len(rows)))
     sens = report.get("sensitivity")
     if sens:
         base = sens[0]["mae"]
@@ -522,6 +528,10 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     if report.get("gender"):
         g = report["gender"]["overall"]
         lines.append(f"Gender accuracy {g['accuracy']:.3f} (95% CI {_ci_text(g['accuracy_ci'], '.3f')}, n={g['n']})")
+    race = (report.get("metrics") or {}).get("race")
+    if race and race.get("n"):
+        lines.append(f"Race accuracy {race['accuracy']:.3f} (balanced {race['balanced_accuracy']:.3f}, n={race['n']}); the race "
+                     "output is for auditing errors by group, not for classifying people")
     lines += report.get("notes", [])
     lines.append(
         f"A group is flagged when the lower end of its MAE 95% bootstrap CI ({report['n_boot']} resamples) is above the "

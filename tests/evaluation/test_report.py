@@ -174,3 +174,18 @@ def test_cli_model_mode_with_sensitivity(tiny_model_dir, tmp_path):
     assert code == 0
     page = (out / "report.html").read_text()
     assert "Sensitivity to image changes" in page and "jpeg 15" in page and "Gender accuracy" in page
+
+
+def test_race_predictions_are_scored_and_rendered(tmp_path):
+    n = 20
+    race = np.array([0] * 10 + [2] * 10)
+    race_pred = np.array([0] * 10 + [2] * 5 + [0] * 5)  # white all right, asian half right
+    preds = rep.Predictions([f"f{i}.jpg" for i in range(n)], np.full(n, 30.0), np.full(n, 31.0), np.zeros(n, np.int64),
+                            race, race_pred=race_pred)
+    report = rep.build_report(preds, n_boot=50)
+    r = report["metrics"]["race"]
+    assert r["accuracy"] == pytest.approx(0.75) and r["recall_by_class"]["asian"] == {"n": 10, "recall": 0.5}
+    md = rep.render_markdown(report)
+    assert "## Race classification (recall by true race)" in md and "| asian | 10 | 0.500 |" in md
+    assert "Race accuracy 0.750 (balanced 0.750, n=20)" in md
+    assert "Race classification" in rep.render_html(report)
