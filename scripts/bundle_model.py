@@ -46,7 +46,7 @@ def _describe(config: dict) -> str:
     return text[0].upper() + text[1:]
 
 
-def model_card(config: dict, result: dict, recipe: str, wall: str, source: str) -> str:
+def model_card(config: dict, result: dict, recipe: str, wall: str, source: str, note: str = "") -> str:
     o = result["overall"]
     g = result.get("gender", {})
     r = result.get("race", {})
@@ -76,7 +76,7 @@ with gender code 3 keeps its age and loses its gender.
 ```
 
 ## Metrics on the held-out test split (n={o['n']}) of utkface-part1
-Measured on this bundled model: {source}.
+Measured on this bundled model: {source}.{(" " + note) if note else ""}
 - MAE {o['mae']:.2f}, RMSE {o['rmse']:.2f}, CS@5 {o['cs@5']:.3f}, CS@10 {o['cs@10']:.3f}, bias {o['bias']:+.2f}
 {gender_line}
 {race_line}
@@ -146,7 +146,7 @@ def card(args: argparse.Namespace) -> None:
     config["metrics"] = {"test": result["overall"], "gender": result.get("gender"), "race": result.get("race")}
     (TARGET / "config.json").write_text(json.dumps(config, indent=2))
     source = report.get("source", str(args.results))
-    (TARGET / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source))
+    (TARGET / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface-part1"), args.note))
     print(f"wrote {TARGET / 'MODEL_CARD.md'}")
 
 
@@ -167,6 +167,7 @@ def main() -> None:
     c.add_argument("results", help="report.json of `faceage report --model faceage/weights/default ...` (or test_results.json)")
     c.add_argument("--recipe", default="configs/default.yaml")
     c.add_argument("--wall", default="wall time not recorded")
+    c.add_argument("--note", default="", help="a sentence added after the source of the metrics")
     args = p.parse_args()
     (build if args.step == "build" else card)(args)
 
