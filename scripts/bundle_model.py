@@ -112,10 +112,8 @@ def build(args: argparse.Namespace) -> None:
     from faceage.models.ensemble import AgeEnsemble
 
     models = [load_model(m) for m in args.models]
-    for m in models:
-        if args.tta_flip != "keep":
-            m.config["tta_flip"] = args.tta_flip == "on"
-        if args.utkface_alignment:
+    if args.utkface_alignment:
+        for m in models:
             m.config["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
     model = models[0] if len(models) == 1 else AgeEnsemble(models)
     if args.tta_flip != "keep":

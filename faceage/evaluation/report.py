@@ -493,6 +493,12 @@ def _sensitivity_cells(r: Mapping[str, Any], base_mae: float) -> list[str]:
             _num(r["bias"], "+.2f"), _num(r["mean_abs_shift"]), _num(r["gender_accuracy"], ".3f")]
 
 
+def _race_metrics(report: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The race classification metrics when the model predicted race for faces of known race, else ``None``."""
+    race = (report.get("metrics") or {}).get("race")
+    return race if race and race.get("n") else None
+
+
 def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[list[str]], list[bool]]]:
     """Every table of the report as ``(title, columns, rows of cells, flagged per row)``."""
     out = []
@@ -505,8 +511,8 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
         for section in ("by race", "by age band"):
             rows = [gender["overall"], *gender.get(section, [])]
             out.append((f"Gender accuracy {section}", GENDER_COLUMNS, [_gender_cells(r) for r in rows], [r["flagged"] for r in rows]))
-    race = (report.get("metrics") or {}).get("race")
-    if race and race.get("n"):
+    race = _race_metrics(report)
+    if race:
         rows = [["all (accuracy)", str(race["n"]), f"{race['accuracy']:.3f}"]] + [
             [name, str(v["n"]), f"{v['recall']:.3f}"] for name, v in race["recall_by_class"].items()
         ]
@@ -528,8 +534,8 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     if report.get("gender"):
         g = report["gender"]["overall"]
         lines.append(f"Gender accuracy {g['accuracy']:.3f} (95% CI {_ci_text(g['accuracy_ci'], '.3f')}, n={g['n']})")
-    race = (report.get("metrics") or {}).get("race")
-    if race and race.get("n"):
+    race = _race_metrics(report)
+    if race:
         lines.append(f"Race accuracy {race['accuracy']:.3f} (balanced {race['balanced_accuracy']:.3f}, n={race['n']}); the race "
                      "output is for auditing errors by group, not for classifying people")
     lines += report.get("notes", [])

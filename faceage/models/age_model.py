@@ -204,17 +204,7 @@ class AgeModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AgeModel:
         """Loads a model saved by :meth:`save_pretrained` (safetensors: no code runs from the file)."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).exists():
-                raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
-        config = json.loads((directory / CONFIG_NAME).read_text())
-        model = cls.from_config(config)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-        model.eval()
-        return model
+        return load_directory(directory, cls.from_config)
 
 
 def save_module(module: nn.Module, config: dict, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
@@ -245,15 +235,19 @@ def model_from_config(config: dict):
     return AgeModel.from_config(config)
 
 
-def _load_directory(directory: Path):
+def load_directory(directory: str | Path, build=model_from_config):
+    """The one loader of the layout :func:`save_module` writes: checks both files, rebuilds the architecture from
+    ``config.json`` with ``build`` (default: an ``AgeModel`` or ``AgeEnsemble`` as the config says), then loads the
+    safetensors weights (no code runs from the file); returns the model in eval mode."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
-    if "ensemble" in json.loads((directory / CONFIG_NAME).read_text()):
-        from faceage.models.ensemble import AgeEnsemble
-
-        return AgeEnsemble.from_pretrained(directory)
-    return AgeModel.from_pretrained(directory)
+    model = build(json.loads((directory / CONFIG_NAME).read_text()))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+    return model.eval()
 
 
 def load_model(source: str | Path | None = None) -> AgeModel:
@@ -268,9 +262,9 @@ def load_model(source: str | Path | None = None) -> AgeModel:
     if not path.exists():
         raise FileNotFoundError(f"{path}: model not found")
     if path.is_dir():
-        return _load_directory(path)
+        return load_directory(path)
     if path.suffix == ".safetensors":
-        return _load_directory(path.parent)
+        return load_directory(path.parent)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from faceage.models.age_model import CONFIG_NAME, WEIGHTS_NAME, AgeModel, save_module
+from faceage.models.age_model import AgeModel, load_directory, save_module
 
 # members must agree on these to share one preprocessing and one output layout
 _SHARED_KEYS = ("input", "min_age", "max_age")
@@ -52,7 +52,6 @@ class AgeEnsemble(nn.Module):
             n for n in ("gender_prob", "race_probs") if any(n in other for other in names)
         ]
         self._sources = {n: [i for i, other in enumerate(names) if n in other] for n in self.output_names}
-        self.input_config = members[0].input_config
         flip = bool(first.get("tta_flip", False)) if tta_flip is None else bool(tta_flip)
         self.config = {
             "ensemble": [json.loads(json.dumps(m.config)) for m in members],
@@ -65,6 +64,7 @@ class AgeEnsemble(nn.Module):
             "tta_flip": flip,
             "input": json.loads(json.dumps(first["input"])),
         }
+        self.input_config = self.config["input"]  # one copy: what export, the predictor and save_pretrained read
 
     def forward(self, images: torch.Tensor) -> dict[str, list[dict[str, torch.Tensor]]]:
         return {"members": [m(images) for m in self.members]}
@@ -85,12 +85,7 @@ class AgeEnsemble(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AgeEnsemble:
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        model = cls.from_config(json.loads((directory / CONFIG_NAME).read_text()))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-        return model.eval()
+        return load_directory(directory, cls.from_config)
 
 
 def main(argv: list[str]) -> int:
@@ -107,6 +102,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quantize", choices=["int8"], default=None, help="write model.onnx as a static int8 graph (needs --calibration)")
     p.add_argument("--calibration", nargs="+", default=None, metavar="PATH", help="aligned face chips for int8 calibration")
     args = p.parse_args(argv)
+    if args.quantize and (args.no_onnx or not args.calibration):
+        p.error("--quantize int8 writes model.onnx and needs --calibration with face images like the model's inputs")
     from faceage.models.age_model import load_model
 
     try:
@@ -122,5 +119,4 @@ def main(argv: list[str]) -> int:
         return 0
     from faceage.cli import export_main
 
-    quantize = ["--quantize", args.quantize, "--calibration", *args.calibration] if args.quantize and args.calibration else (["--quantize", args.quantize] if args.quantize else [])
-    return export_main([str(out), *quantize])
+    return export_main([str(out), *(["--quantize", args.quantize, "--calibration", *args.calibration] if args.quantize else [])])

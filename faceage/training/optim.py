@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass
 class OptimConfig:
     """Optimizer and learning-rate schedule.

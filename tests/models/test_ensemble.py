@@ -78,3 +78,8 @@ def test_cli_names_bad_members(tmp_path, capsys):
     assert "member 1 has a different 'input'" in capsys.readouterr().err
     assert main(["ensemble", str(a), str(tmp_path / "missing"), "--output", str(tmp_path / "e")]) == 2
     assert "missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused before anything is written
+        main(["ensemble", str(a), str(a), "--output", str(tmp_path / "q"), "--quantize", "int8"])
+    assert "needs --calibration" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
+        AgeEnsemble.from_pretrained(tmp_path)
