@@ -308,15 +308,21 @@ def trial_model(output: Path, trial: str) -> str:
     return ""
 
 
+def trial_name(folder: str) -> str:
+    """Ray's trial name (``<trainable>_<5 hex experiment id>_<5-digit index>``, the trial's ``get_trial_name()``) from
+    its result folder name ``<trial name>_<count>_<values>_<date>``; the folder name itself when it does not match.
+    The experiment id is matched as hex: an id of five digits must not end the name early."""
+    match = re.match(r".*?_[0-9a-f]{5}_\d{5}(?=_|$)", folder)
+    return match.group(0) if match else folder
+
+
 def _trial_rows(result_grid, metric: str, mode: str, params: dict[str, Any], output: Path) -> list[TrialRow]:
     rows = []
     for result in result_grid:
         history = result.metrics_dataframe
         sampled = {k: v for k, v in (result.config or {}).items()}
         values = resolve_params(sampled, params) if sampled else {}
-        name = Path(result.path).name if result.path else "?"
-        match = re.match(r".*?_\d{5}", name)  # Ray's folder name: <trial name>_<index>_<values>_<date>
-        trial = match.group(0) if match else name
+        trial = trial_name(Path(result.path).name if result.path else "?")
         error = _last_line(str(result.error)) if result.error else ""
         if history is None or metric not in history or history[metric].isna().all():
             rows.append(TrialRow(trial, math.nan, 0, 0.0, values, sampled, error=error or f"no {metric} reported"))

@@ -129,6 +129,16 @@ def test_fallback_report_callback(monkeypatch):
     assert '--trainer.callbacks+={"class_path": "faceage.training.tune.TuneReport"}' in argv
 
 
+def test_trial_name_from_result_folder():
+    from faceage.training.tune import trial_name
+
+    assert trial_name("run_trial_a1b2c_00001_1_model.lr=0.01_2026-11-25_18-00-42") == "run_trial_a1b2c_00001"
+    # an experiment id made only of digits (about 1 run in 10) must not cut the name at the id
+    assert trial_name("run_trial_23181_00000_0_model.lr=0.0001_2026-11-25_18-00-42") == "run_trial_23181_00000"
+    assert trial_name("run_trial_23181_00000") == "run_trial_23181_00000"
+    assert trial_name("something_else") == "something_else"
+
+
 def test_metric_inferred_from_model_class():
     assert infer_monitor(yaml.safe_load((CONFIGS / "pairs_siamese_resnet18.yaml").read_text())) == ("val/acc", "max")
     assert infer_monitor({"model": {"backbone": {"name": "resnet18"}}}) == ("val/mae", "min")  # AgeModule default
