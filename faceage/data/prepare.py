@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from faceage._io import write_text_atomic
 from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.inference.detect import UTKFACE_PADDING, FaceDetector
 
@@ -176,12 +177,6 @@ def _read_settings(out_dir: Path) -> PrepareSettings | None:
         return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ---- work (runs in worker processes) --------------------------------------------------------------------------
 
 
@@ -318,6 +313,6 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
         if progress is not None:
             progress(done, total)
 
-    _write_atomic(out / MANIFEST, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
-    _write_atomic(out / SETTINGS, json.dumps(asdict(settings), indent=2))
+    write_text_atomic(out / MANIFEST, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
+    write_text_atomic(out / SETTINGS, json.dumps(asdict(settings), indent=2))
     return report

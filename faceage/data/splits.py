@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage._io import write_text_atomic
 from faceage.data.records import FaceRecord
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -310,7 +311,7 @@ def save_split(split: dict[str, Sequence[int]], path: str | os.PathLike, records
             name: {"indices": [int(i) for i in idx], "paths": [rel[int(i)] for i in idx]} for name, idx in split.items()
         },
     }
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")  # another DDP rank may be reading it
 
 
 def load_split(path: str | os.PathLike, records: Sequence[FaceRecord]) -> dict[str, list[int]]:

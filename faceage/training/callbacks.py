@@ -3,6 +3,7 @@ export of the best weights as a ready-to-use model directory (safetensors + conf
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import lightning as L
@@ -42,11 +43,32 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class CloseProcessGroupAtExit(L.Callback):
+    """Destroys a gloo process group when its process exits.
+
+    Lightning registers that clean-up for NCCL only. A spawned CPU (gloo) worker that exits with its group still
+    alive can die in interpreter finalisation ("terminate called without an active exception", SIGABRT), which
+    fails a run that has already finished and saved.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+            atexit.unregister(_destroy_process_group)  # once per process, however many stages ran
+            atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def default_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callback]:
     callbacks: list[L.Callback] = [
         ModelCheckpoint(monitor="val/mae", mode="min", filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
         LastCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
         ExportBestModel(),
+        CloseProcessGroupAtExit(),
     ]
     if patience:
         callbacks.append(EarlyStopping(monitor="val/mae", mode="min", patience=patience))

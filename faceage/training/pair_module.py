@@ -30,6 +30,7 @@ from faceage.models.age_model import DEFAULT_ALIGNMENT
 from faceage.models.backbones import apply_transfer_mode, freeze_frozen_batchnorm
 from faceage.models.pairs import PairModel, create_pair_model
 from faceage.training.optim import OptimConfig, configure_optimizers
+from faceage.training.callbacks import CloseProcessGroupAtExit
 
 # (name, smallest gap, largest gap) in years; float ages fall into the band whose rounded limits hold them
 GAP_BANDS = (("1_2", 0.0, 2.5), ("3_5", 2.5, 5.5), ("6_10", 5.5, 10.5), ("over_10", 10.5, float("inf")))
@@ -219,6 +220,7 @@ def pair_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callb
         ModelCheckpoint(monitor=MONITOR, mode=MONITOR_MODE, filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
         ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
         ExportBestPairModel(),
+        CloseProcessGroupAtExit(),
     ]
     if patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode=MONITOR_MODE, patience=patience))
