@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,26 @@ def test_save_load_round_trip(tmp_path):
     # the whole dataset moved elsewhere still matches
     moved = [FaceRecord(path=r.path.replace(str(tmp_path), "/mnt/elsewhere"), age=r.age) for r in records]
     assert load_split(path, moved) == split
+
+
+def test_save_split_replaces_the_file_whole(tmp_path, monkeypatch):
+    # another DDP rank may read the split while rank 0 writes it: it must see the old file or the new one, never half
+    records = make_records(100, root=str(tmp_path / "faces"))
+    old, new = split_records(records, seed=0), split_records(records, seed=1)
+    path = tmp_path / "split.json"
+    save_split(old, path, records)
+    seen = []
+    write_text = Path.write_text
+
+    def checked_write(self, *args, **kwargs):
+        seen.append(load_split(path, records))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", checked_write)
+    save_split(new, path, records)
+    assert seen == [old]
+    assert load_split(path, records) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split.json"]
 
 
 def test_load_split_detects_a_changed_folder(tmp_path):
