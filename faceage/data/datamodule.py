@@ -59,6 +59,9 @@ class AgeDataModule(L.LightningDataModule):
         cache_images: keep decoded images in memory after first use.
         max_samples: use only this many records (seeded subsample) for quick runs; 0 = all.
         check_images: let readers open each file's header and report unreadable ones up front.
+        train_splits: the splits whose faces train the model (default ``["train"]``). ``["train", "val"]`` refits a
+            final model on both with the same split, so the test faces stay unseen; its validation figures are
+            then on trained faces and only show convergence (and the "best" checkpoint is about the last one).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class AgeDataModule(L.LightningDataModule):
         cache_images: bool = True,
         max_samples: int = 0,
         check_images: bool = True,
+        train_splits: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.dataset, self.root = dataset, root
@@ -88,6 +92,7 @@ class AgeDataModule(L.LightningDataModule):
         self.cache_images = cache_images
         self.max_samples = max_samples
         self.check_images = check_images
+        self.train_splits = list(train_splits or ["train"])
         self.records: list[FaceRecord] = []
         self.splits: dict[str, list[int]] = {}
         self.input_config: dict | None = None
@@ -147,6 +152,13 @@ class AgeDataModule(L.LightningDataModule):
     def subset(self, name: str) -> list[FaceRecord]:
         return [self.records[i] for i in self.splits.get(name, [])]
 
+    def training_records(self) -> list[FaceRecord]:
+        """The records of ``train_splits`` (each face once, in record order)."""
+        unknown = [name for name in self.train_splits if name not in self.splits]
+        if unknown:
+            raise ValueError(f"data.train_splits: no split named {unknown} (the split has {sorted(self.splits)})")
+        return [self.records[i] for i in sorted({i for name in self.train_splits for i in self.splits[name]})]
+
     # ---- Lightning hooks ----------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.prepare_records()
@@ -156,7 +168,7 @@ class AgeDataModule(L.LightningDataModule):
         if self.input_config is None:
             raise RuntimeError("AgeDataModule needs input_config (set by the model) before setup")
         eval_tf = build_eval_transform(self.input_config)
-        self.datasets["train"] = FaceDataset(self.subset("train"), build_train_transform(self.input_config, self.augment), cache=self.cache_images)
+        self.datasets["train"] = FaceDataset(self.training_records(), build_train_transform(self.input_config, self.augment), cache=self.cache_images)
         for name in ("val", "test"):
             self.datasets[name] = FaceDataset(self.subset(name), eval_tf, cache=self.cache_images)
         if self.test_dataset:
