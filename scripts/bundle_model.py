@@ -111,6 +111,7 @@ def build(args: argparse.Namespace) -> None:
     from faceage.models.age_model import DEFAULT_ALIGNMENT, load_model
     from faceage.models.ensemble import AgeEnsemble
 
+    target = Path(args.output)
     models = [load_model(m) for m in args.models]
     if args.utkface_alignment:
         for m in models:
@@ -118,34 +119,35 @@ def build(args: argparse.Namespace) -> None:
     model = models[0] if len(models) == 1 else AgeEnsemble(models)
     if args.tta_flip != "keep":
         model.config["tta_flip"] = args.tta_flip == "on"
-    if TARGET.exists():
-        shutil.rmtree(TARGET)
-    model.save_pretrained(TARGET, extra={"members_from": list(args.models)}, dtype="float16" if args.float16 else "float32")
-    model = load_model(TARGET)  # export what users will load (float16-rounded weights included)
-    config = json.loads((TARGET / "config.json").read_text())
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(target, extra={"members_from": list(args.models)}, dtype="float16" if args.float16 else "float32")
+    model = load_model(target)  # export what users will load (float16-rounded weights included)
+    config = json.loads((target / "config.json").read_text())
     if args.quantize == "int8":
         records, _ = read_dataset("utkface", args.data, check_images=False)
         train = [records[i].path for i in load_split(args.split_file, records)["train"]]
         with tempfile.TemporaryDirectory() as tmp:
-            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), TARGET / "model.onnx", calibration_batch(train, model.input_config))
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), target / "model.onnx", calibration_batch(train, model.input_config))
         config["onnx"] = {"precision": "int8", "note": "static QDQ quantization by ONNX Runtime, calibrated on 256 training-split faces"}
     else:
-        export_onnx(model, TARGET / "model.onnx")
+        export_onnx(model, target / "model.onnx")
         config["onnx"] = {"precision": "float32", "note": "equal to the PyTorch model within 1e-4"}
-    (TARGET / "config.json").write_text(json.dumps(config, indent=2))
-    size = sum(f.stat().st_size for f in TARGET.iterdir()) / 1e6
-    print(f"bundled {len(models)} model(s) into {TARGET} ({size:.1f} MB); now run faceage report on it and then `card`")
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    size = sum(f.stat().st_size for f in target.iterdir()) / 1e6
+    print(f"bundled {len(models)} model(s) into {target} ({size:.1f} MB); now run faceage report on it and then `card`")
 
 
 def card(args: argparse.Namespace) -> None:
+    target = Path(args.output)
     report = json.loads(Path(args.results).read_text())
     result = report.get("metrics", report)  # faceage report's report.json, or faceage test's test_results.json
-    config = json.loads((TARGET / "config.json").read_text())
+    config = json.loads((target / "config.json").read_text())
     config["metrics"] = {"test": result["overall"], "gender": result.get("gender"), "race": result.get("race")}
-    (TARGET / "config.json").write_text(json.dumps(config, indent=2))
+    (target / "config.json").write_text(json.dumps(config, indent=2))
     source = report.get("source", str(args.results))
-    (TARGET / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface-part1"), args.note))
-    print(f"wrote {TARGET / 'MODEL_CARD.md'}")
+    (target / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface-part1"), args.note))
+    print(f"wrote {target / 'MODEL_CARD.md'}")
 
 
 def main() -> None:
@@ -155,6 +157,7 @@ def main() -> None:
     b.add_argument("models", nargs="+", help="model dirs (run/model); several give an ensemble")
     b.add_argument("--split-file", required=True, help="split.json of the runs: int8 calibration uses its training faces")
     b.add_argument("--data", default=str(DATA))
+    b.add_argument("--output", default=str(TARGET), help="directory to (re)write (default: the package's bundled model)")
     b.add_argument("--quantize", choices=["int8", "none"], default="int8")
     b.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size)")
     b.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep")
@@ -163,6 +166,7 @@ def main() -> None:
                         "UTKFace chips before that default was measured")
     c = sub.add_parser("card", help="write MODEL_CARD.md (and config metrics) from a report of the bundled model")
     c.add_argument("results", help="report.json of `faceage report --model faceage/weights/default ...` (or test_results.json)")
+    c.add_argument("--output", default=str(TARGET), help="the bundled directory whose card to write")
     c.add_argument("--recipe", default="configs/default.yaml")
     c.add_argument("--wall", default="wall time not recorded")
     c.add_argument("--note", default="", help="a sentence added after the source of the metrics")
