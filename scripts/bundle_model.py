@@ -66,7 +66,7 @@ resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta
 ({onnx.get('note', 'exported with faceage export')}).
 
 **Data:** `../shared/data/utkface-part1` (7,812 UTKFace aligned chips, ages 1-110) only; seeded split (seed 0):
-80% train, 10% validation (model selection), 10% test (numbers below). Labels from the file names; the one name
+80% train, 10% validation (recipe and ensemble choices), 10% test (numbers below). Labels from the file names; the one name
 with gender code 3 keeps its age and loses its gender.
 
 **Recipe:** `faceage fit --config configs/default.yaml` ({wall}).
