@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from faceage._io import write_text_atomic
+from faceage._io import atomic_target, write_text_atomic
 from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.inference.detect import UTKFACE_PADDING, FaceDetector
 
@@ -189,9 +189,8 @@ def _save_chip(chip, path: Path) -> None:
     """Writes atomically (temp file + rename), so an interrupted run never leaves a half chip that looks cached."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = _KEEP_NAME_SUFFIXES.get(path.suffix.lower(), "JPEG")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    chip.save(tmp, format=fmt, **({"quality": JPEG_QUALITY} if fmt == "JPEG" else {}))
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        chip.save(tmp, format=fmt, **({"quality": JPEG_QUALITY} if fmt == "JPEG" else {}))
 
 
 def _remove_stale(path: Path) -> None:

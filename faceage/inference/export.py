@@ -92,7 +92,7 @@ def calibration_batch(files: list[str], input_config: dict, limit: int = 256, se
 def quantize_onnx(source: str | Path, target: str | Path, calibration: np.ndarray, batch_size: int = 32) -> Path:
     """Static int8 quantization of an exported fp32 graph with ONNX Runtime's own tooling (QDQ format, per-channel
     int8 weights, uint8 activations calibrated on ``calibration`` faces (min-max)). On CPUs with VNNI this runs about
-    twice as fast; for the bundled ensemble the test MAE moved from 4.31 to 4.34 years (benchmarks/RESULTS.md)."""
+    twice as fast; for the bundled ensembles the test MAE moved by 0.03-0.04 years (benchmarks/RESULTS.md)."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static

@@ -29,8 +29,8 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from faceage.models.age_model import DEFAULT_ALIGNMENT
 from faceage.models.backbones import apply_transfer_mode, freeze_frozen_batchnorm
 from faceage.models.pairs import PairModel, create_pair_model
-from faceage.training.optim import OptimConfig, configure_optimizers
 from faceage.training.callbacks import CloseProcessGroupAtExit
+from faceage.training.optim import OptimConfig, configure_optimizers
 
 # (name, smallest gap, largest gap) in years; float ages fall into the band whose rounded limits hold them
 GAP_BANDS = (("1_2", 0.0, 2.5), ("3_5", 2.5, 5.5), ("6_10", 5.5, 10.5), ("over_10", 10.5, float("inf")))
