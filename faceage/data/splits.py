@@ -331,7 +331,10 @@ def load_split(path: str | os.PathLike, records: Sequence[FaceRecord]) -> dict[s
         ValueError: when the file is not a saved split or a saved path is not among ``records`` (the message
             names the first missing paths).
     """
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a faceage split file (invalid JSON: {e})") from None
     if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
         raise ValueError(f"{path}: not a faceage split file")
     current = [r.path for r in records]

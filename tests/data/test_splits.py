@@ -218,3 +218,6 @@ def test_load_split_detects_a_changed_folder(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="not a faceage split"):
         load_split(path, records)
+    path.write_text('{"format": "faceage-split", "splits": {"train"')  # cut short
+    with pytest.raises(ValueError, match="split.json: not a faceage split file \\(invalid JSON"):
+        load_split(path, records)
