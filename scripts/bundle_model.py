@@ -61,7 +61,8 @@ def model_card(config: dict, result: dict, recipe: str, wall: str, source: str, 
 
 **What:** facial age, gender and race from one face. {_describe(config)}
 Input: dlib 68-point aligned chips (padding {inp['alignment']['padding']}, UTKFace geometry), central {inp['crop']:.0%}
-resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta_flip', False)}. Weights stored as
+resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta_flip', False)}; ages reported in
+{'whole years (the expectation rounded)' if config.get('round_ages') else 'fractional years (the expectation)'}. Weights stored as
 {config.get('weights_dtype', 'float32')} (computed in float32); `model.onnx` is {onnx.get('precision', 'float32')}
 ({onnx.get('note', 'exported with faceage export')}).
 
@@ -119,6 +120,8 @@ def build(args: argparse.Namespace) -> None:
     model = models[0] if len(models) == 1 else AgeEnsemble(models)
     if args.tta_flip != "keep":
         model.config["tta_flip"] = args.tta_flip == "on"
+    if args.round_ages != "keep":
+        model.config["round_ages"] = args.round_ages == "on"
     if target.exists():
         shutil.rmtree(target)
     model.save_pretrained(target, extra={"members_from": list(args.models)}, dtype="float16" if args.float16 else "float32")
@@ -161,6 +164,7 @@ def main() -> None:
     b.add_argument("--quantize", choices=["int8", "none"], default="int8")
     b.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size)")
     b.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep")
+    b.add_argument("--round-ages", choices=["keep", "on", "off"], default="keep", help="report whole-year ages")
     b.add_argument("--utkface-alignment", action="store_true",
                    help="record UTKFace's chip geometry (dlib 68-point, padding 0.2) as the alignment, for runs trained on "
                         "UTKFace chips before that default was measured")

@@ -21,6 +21,7 @@ from PIL import Image
 from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.data.records import RACES
 from faceage.inference.preprocess import preprocess_chip
+from faceage.models.age_model import reported_age
 
 
 @dataclass
@@ -165,11 +166,12 @@ class Predictor:
 
     def _results(self, boxes: list, out: dict[str, np.ndarray]) -> list[FaceResult]:
         results = []
+        ages = reported_age(out["age"], self.config)
         lo = hi = None
         if "distribution" in out:
             lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))
         for i, box in enumerate(boxes):
-            r = FaceResult(face=i, box=tuple(int(v) for v in box), age=float(out["age"][i]))
+            r = FaceResult(face=i, box=tuple(int(v) for v in box), age=float(ages[i]))
             if lo is not None:
                 r.age_low, r.age_high = float(lo[i]), float(hi[i])
             if "gender_prob" in out:

@@ -30,12 +30,14 @@ class AgeEnsemble(nn.Module):
     Args:
         members: trained age models with identical input config and age range.
         tta_flip: flip test-time augmentation for the whole ensemble (default: the first member's setting).
+        round_ages: report whole-year ages (see :func:`faceage.models.age_model.reported_age`; default: the first
+            member's setting).
 
     Raises:
         ValueError: with fewer than two members, or members whose input config or age range differ.
     """
 
-    def __init__(self, members: Sequence[AgeModel], tta_flip: bool | None = None) -> None:
+    def __init__(self, members: Sequence[AgeModel], tta_flip: bool | None = None, round_ages: bool | None = None) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
@@ -62,6 +64,7 @@ class AgeEnsemble(nn.Module):
             "gender": "gender_prob" in self.output_names,
             "race": "race_probs" in self.output_names,
             "tta_flip": flip,
+            "round_ages": bool(first.get("round_ages", False)) if round_ages is None else bool(round_ages),
             "input": json.loads(json.dumps(first["input"])),
         }
         self.input_config = self.config["input"]  # one copy: what export, the predictor and save_pretrained read
@@ -77,7 +80,7 @@ class AgeEnsemble(nn.Module):
     # ---- persistence (the AgeModel layout) ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: dict) -> AgeEnsemble:
-        return cls([AgeModel.from_config(c) for c in config["ensemble"]], tta_flip=config.get("tta_flip"))
+        return cls([AgeModel.from_config(c) for c in config["ensemble"]], tta_flip=config.get("tta_flip"), round_ages=config.get("round_ages"))
 
     def save_pretrained(self, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
         """One ``model.safetensors`` (keys ``members.<i>.…``) and ``config.json`` in ``directory``."""
@@ -97,6 +100,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("models", nargs="+", help="two or more model dirs / checkpoints with the same input config")
     p.add_argument("--output", required=True, help="directory for model.safetensors, config.json and model.onnx")
     p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep", help="flip test-time augmentation of the ensemble")
+    p.add_argument("--round-ages", choices=["keep", "on", "off"], default="keep", help="report whole-year ages (keep: the first member's setting)")
     p.add_argument("--no-onnx", action="store_true", help="skip writing model.onnx")
     p.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size; computed in float32)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="write model.onnx as a static int8 graph (needs --calibration)")
@@ -109,7 +113,8 @@ def main(argv: list[str]) -> int:
     try:
         members = [load_model(m) for m in args.models]
         flip = None if args.tta_flip == "keep" else args.tta_flip == "on"
-        ensemble = AgeEnsemble(members, tta_flip=flip)
+        rounding = None if args.round_ages == "keep" else args.round_ages == "on"
+        ensemble = AgeEnsemble(members, tta_flip=flip, round_ages=rounding)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

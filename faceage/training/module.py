@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
-from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel, reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.training.optim import OptimConfig, configure_optimizers
 
@@ -75,6 +75,8 @@ class AgeModule(L.LightningModule):
         early_stopping_patience: epochs without val MAE improvement before stopping (0 disables).
         checkpoint_every_n_steps: also save ``last.ckpt`` every N training steps, so a killed run loses little.
         tta_flip: average predictions over the image and its mirror at validation/test time.
+        round_ages: report whole-year ages, in validation/test metrics and in the saved model (labels in whole
+            years; see :func:`faceage.models.age_model.reported_age`).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class AgeModule(L.LightningModule):
         race: bool = False,
         race_weight: float = 0.5,
         gender_net: str | None = None,
+        round_ages: bool = False,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone or BackboneConfig()
@@ -109,6 +112,7 @@ class AgeModule(L.LightningModule):
                 "race": race,
                 "race_weight": race_weight,
                 "gender_net": gender_net,
+                "round_ages": round_ages,
             }
         )
         b, h = self.backbone_config, self.head_config
@@ -127,6 +131,7 @@ class AgeModule(L.LightningModule):
             tta_flip=tta_flip,
             race=race,
             gender_net=gender_net,
+            round_ages=round_ages,
         )
         self.model.set_transfer(b.transfer, b.unfreeze_last)
         if h.init == "backbone":
@@ -173,6 +178,7 @@ class AgeModule(L.LightningModule):
             self.log("train/mae", self.mae["train_"], on_step=False, on_epoch=True, batch_size=n)
             return terms["loss"]
         pred = self.predict_batch(batch["image"]) if self.tta_flip else self.model.decode(out)
+        pred["age"] = reported_age(pred["age"], self.model.config)
         err = (pred["age"] - ages).abs()
         self.mae[f"{stage}_"](pred["age"], ages)
         self.cs5[f"{stage}_"].update((err <= 5).float())

@@ -71,6 +71,24 @@ def test_cli_round_trip_onnx_and_consumers(tmp_path, image_zoo):
     assert feat.head[0].in_features == 3 * 2 * 512 and feat(x, x.flip(0)).shape == (2,)
 
 
+def test_round_ages_follows_the_first_member_unless_given(tmp_path, image_zoo):
+    from faceage.inference.predictor import Predictor
+
+    plain, rounding = _member(0), _member(1, round_ages=True)
+    assert AgeEnsemble([plain, rounding]).config["round_ages"] is False
+    assert AgeEnsemble([rounding, plain]).config["round_ages"] is True
+    assert AgeEnsemble([rounding, plain], round_ages=False).config["round_ages"] is False
+    dirs = [m.save_pretrained(tmp_path / f"m{i}") for i, m in enumerate((plain, rounding))]
+    for flag in ("off", "on"):
+        assert main(["ensemble", *map(str, dirs), "--output", str(tmp_path / flag), "--round-ages", flag]) == 0
+    assert load_model(tmp_path / "on").config["round_ages"] is True  # survives the directory round trip
+    chip = image_zoo.valid["gray"][0]
+    exact = Predictor(str(tmp_path / "off"), detect=False).predict(chip)[0].age
+    for engine in ("torch", "onnx"):
+        whole = Predictor(str(tmp_path / "on"), engine=engine, detect=False).predict(chip)[0].age
+        assert whole == round(exact) and not exact.is_integer()  # rounded once, after the members' average
+
+
 def test_cli_names_bad_members(tmp_path, capsys):
     a = _member(0).save_pretrained(tmp_path / "a")
     b = AgeModel("resnet18", "dldl", image_size=48).save_pretrained(tmp_path / "b")

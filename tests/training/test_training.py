@@ -14,7 +14,7 @@ from faceage.cli import main
 
 TINY = [
     "--model.backbone.name", "resnet18", "--model.backbone.image_size", "32",
-    "--model.head.name", "dldl", "--model.gender", "true", "--model.race", "true",
+    "--model.head.name", "dldl", "--model.gender", "true", "--model.race", "true", "--model.round_ages", "true",
     "--model.optim.lr", "0.003", "--model.checkpoint_every_n_steps", "2",
     "--data.dataset", "utkface", "--data.batch_size", "16", "--data.num_workers", "0",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -37,7 +37,7 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     assert (run / "checkpoints" / "last.ckpt").exists()
     model_dir = run / "model"
     config = json.loads((model_dir / "config.json").read_text())
-    assert config["input"]["image_size"] == 32 and config["head"] == "dldl"
+    assert config["input"]["image_size"] == 32 and config["head"] == "dldl" and config["round_ages"] is True
 
     best = next((run / "checkpoints").glob("best-*.ckpt"))
     main(["test", *TINY, "--data.root", str(utkface_tree), "--data.split_file", str(run / "split.json"), "--ckpt_path", str(best), "--trainer.default_root_dir", str(tmp_path / "test_runs")])
@@ -51,6 +51,8 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     assert {"by_age_band", "by_gender", "by_race"} <= set(result)
     assert result["race"]["n"] == overall["n"] and 0 <= result["race"]["accuracy"] <= 1  # the multitask race head
     assert result["gender"]["n"] == overall["n"] and set(result["race"]["recall_by_class"]) <= {"white", "black", "asian", "indian", "others"}
+    test_rows = list(csv.DictReader((test_dir / "test_predictions.csv").open()))
+    assert len(test_rows) == overall["n"] and all(float(r["age_pred"]).is_integer() for r in test_rows)  # round_ages
     for png in ("pred_vs_true.png", "age_distributions.png", "decade_confusion.png", "mae_by_group.png"):
         assert (test_dir / png).stat().st_size > 1000
 
@@ -61,6 +63,7 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 5 and list(rows[0])[:3] == ["file", "face", "age"]
     assert all(0 <= float(r["age"]) <= 110 and float(r["age_low"]) <= float(r["age_high"]) for r in rows)
+    assert all(float(r["age"]).is_integer() for r in rows)  # the saved model reports whole years, as its test did
 
 
 def test_learns_on_generated_data(utkface_tree, tmp_path):
