@@ -68,7 +68,7 @@ def predict_main(argv: list[str]) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    from faceage.inference.predictor import Predictor
+    from faceage.inference.predictor import Predictor, format_age
 
     predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
                                batch_size=args.batch_size, workers=args.workers, threads=args.threads)
@@ -108,7 +108,7 @@ def predict_main(argv: list[str]) -> int:
             n_ok += 1
             for f in result.faces:
                 n_faces += 1
-                writer.writerow([result.path, f.face, f"{f.age:.2f}", num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"),
+                writer.writerow([result.path, f.face, format_age(f.age), num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"),
                                  f.race or "", num(f.race_p, ".4f"), *f.box])
             if annotate_dir:
                 from faceage.data.images import ImageLoadError, load_image

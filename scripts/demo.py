@@ -41,7 +41,7 @@ def main() -> int:
         import csv
 
         for row in csv.DictReader((out / "utkface_sample.csv").open()):
-            print(f"  {Path(row['file']).name.split('_')[0]:>3} -> {float(row['age']):5.1f}  ({row['age_low']}-{row['age_high']}, {row['gender']})")
+            print(f"  {Path(row['file']).name.split('_')[0]:>3} -> {row['age']:>5}  ({row['age_low']}-{row['age_high']}, {row['gender']})")
     else:
         print(f"{data_dir} not found: skipping the UTKFace sample (the astronaut ran).")
     print(f"outputs in {out.resolve()}")

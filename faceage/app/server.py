@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from faceage.data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image
+from faceage.inference.predictor import format_age
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -132,7 +133,7 @@ def faces_markdown(faces: list[Any]) -> str:
         interval = "–" if f.interval is None else f"{f.age_low:.0f}–{f.age_high:.0f}"
         gender = "–" if f.gender is None else f"{f.gender} ({f.gender_p:.0%})"
         race = ("" if not with_race else " – |" if f.race is None else f" {f.race} ({f.race_p:.0%}) |")
-        lines.append(f"| {f.face + 1} | {f.age:.1f} | {interval} | {gender} |{race}")
+        lines.append(f"| {f.face + 1} | {format_age(f.age, 1)} | {interval} | {gender} |{race}")
     return "\n".join(lines)
 
 
@@ -233,7 +234,7 @@ def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) 
         verdict = f"**The left face looks older**, with probability {p:.0%}."
     else:
         verdict = f"**The right face looks older**, with probability {1 - p:.0%}."
-    return (f"{verdict}\n\nEstimated ages: left {a_left:.1f}, right {a_right:.1f} (largest face of each photo; "
+    return (f"{verdict}\n\nEstimated ages: left {format_age(a_left, 1)}, right {format_age(a_right, 1)} (largest face of each photo; "
             f"P from {method}).")
 
 

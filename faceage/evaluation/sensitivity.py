@@ -24,6 +24,7 @@ from faceage.data.images import ImageLoadError, load_image
 from faceage.data.records import GENDERS
 from faceage.evaluation.metrics import AGE_BAND_LABELS, age_band_index, age_metrics, group_codes
 from faceage.inference.preprocess import preprocess_chip
+from faceage.models.ages import reported_age
 
 BASELINE = "none"
 PERTURBATIONS: tuple[str, ...] = ("brightness", "blur", "jpeg", "rotation", "crop_margin")
@@ -130,15 +131,19 @@ def predict_chips(predictor: Any, chips: Sequence[Image.Image], batch_size: int 
         batch_size: chips per forward pass.
 
     Returns:
-        ``{"age": (N,), "gender_prob": (N,)?, "distribution": (N, K)?}``.
+        ``{"age": (N,), "gender_prob": (N,)?, "distribution": (N, K)?}``; ages as the predictor reports them (whole
+        years for a model with ``round_ages``).
     """
+
     outs: list[dict[str, np.ndarray]] = []
     for start in range(0, len(chips), batch_size):
         batch = np.stack([preprocess_chip(c, predictor.input_config) for c in chips[start : start + batch_size]])
         outs.append(predictor.engine(np.ascontiguousarray(batch)))
     if not outs:
         return {"age": np.zeros(0)}
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    out["age"] = reported_age(out["age"], predictor.config)
+    return out
 
 
 def _row(kind: str, value: float, pred: np.ndarray, true: np.ndarray, base: np.ndarray, out: Mapping[str, np.ndarray],

@@ -21,7 +21,7 @@ from PIL import Image
 from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.data.records import RACES
 from faceage.inference.preprocess import preprocess_chip
-from faceage.models.age_model import reported_age
+from faceage.models.ages import reported_age
 
 
 @dataclass
@@ -65,6 +65,11 @@ class FileResult:
     path: str
     faces: list[FaceResult]
     error: str | None = None
+
+
+def format_age(age: float, decimals: int = 2) -> str:
+    """``28`` for a whole-year age (a model with ``round_ages``), else ``27.73`` (``decimals`` places)."""
+    return f"{age:.0f}" if float(age).is_integer() else f"{age:.{decimals}f}"
 
 
 def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:

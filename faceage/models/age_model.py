@@ -24,19 +24,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def reported_age(age, config: dict):
-    """The age a model reports for its decoded expectation ``age`` (tensor or array): rounded to whole years when
-    ``config["round_ages"]``, else unchanged. Applied once, after every average (ensemble members, flip TTA), by the
-    predictor and by validation/test metrics, so that users and metrics see the same number.
-
-    Why round: the labels are whole years (completed years, as the datasets record them), the loss-optimal point
-    estimate for whole-number labels is itself a whole number, and CS@k counts whole-number errors. Measured on our
-    validation split, rounding changed MAE by -0.00 to -0.04 and CS@5 by +0.01 to +0.04 for every model and
-    ensemble tested (benchmarks/RESULTS.md, "Whole-year ages").
-    """
-    return age.round() if config.get("round_ages", False) else age
-
-
 class AgeModel(nn.Module):
     """Face image -> age (and gender).
 
@@ -58,7 +45,7 @@ class AgeModel(nn.Module):
         race: add a race head over ``faceage.data.records.RACES`` (5 classes, multitask).
         dropout: dropout before the heads.
         tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
-        round_ages: report ages in whole years (the expectation rounded, see :func:`reported_age`); for labels in
+        round_ages: report ages in whole years (the expectation rounded, see :func:`faceage.models.ages.reported_age`); for labels in
             whole years, as UTKFace, AFAD, CACD, FG-NET and All-Age-Faces have.
     """
 

@@ -30,7 +30,7 @@ class AgeEnsemble(nn.Module):
     Args:
         members: trained age models with identical input config and age range.
         tta_flip: flip test-time augmentation for the whole ensemble (default: the first member's setting).
-        round_ages: report whole-year ages (see :func:`faceage.models.age_model.reported_age`; default: the first
+        round_ages: report whole-year ages (see :func:`faceage.models.ages.reported_age`; default: the first
             member's setting).
 
     Raises:

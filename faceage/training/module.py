@@ -16,7 +16,8 @@ import lightning as L
 import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
-from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel, reported_age
+from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.training.optim import OptimConfig, configure_optimizers
 

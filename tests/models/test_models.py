@@ -212,7 +212,7 @@ def test_race_head_round_trip_and_outputs(tmp_path):
 
 
 def test_reported_age_rounds_only_when_the_config_asks(tmp_path):
-    from faceage.models.age_model import reported_age
+    from faceage.models.ages import reported_age
 
     ages = np.array([3.4, 3.6, 40.5, 41.5])
     assert reported_age(ages, {}) is ages
