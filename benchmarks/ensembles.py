@@ -77,6 +77,7 @@ def main() -> None:
     p.add_argument("--names", nargs="+", default=None, help="short names for the models (default m0, m1, ...)")
     p.add_argument("--cache", default=None, help="folder to cache each model's outputs (.npz)")
     p.add_argument("--max-members", type=int, default=0, help="largest combination to print (0: all models)")
+    p.add_argument("--whole-years", action="store_true", help="instead: MAE and CS@5 of the expectation as is vs rounded to whole years")
     args = p.parse_args()
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: shared UTKFace data not found")
@@ -99,25 +100,43 @@ def main() -> None:
     truth = {part: (np.array([records[i].age for i in split[part]], float),
                     np.array([-1 if records[i].gender is None else records[i].gender for i in split[part]]),
                     np.array([-1 if records[i].race is None else records[i].race for i in split[part]])) for part in PARTS}
+    combos = [c for r in range(1, (args.max_members or len(names)) + 1) for c in itertools.combinations(names, r)]
+    if args.whole_years:
+        print_whole_years(outputs, combos, {part: t[0] for part, t in truth.items()})
+        return
     print("| members | flip | val MAE | val CS@5 | val gender | val race | test MAE | test CS@5 | test gender | test race | val pairs (all / gap<=5) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for r in range(1, (args.max_members or len(names)) + 1):
-        for combo in itertools.combinations(names, r):
-            for flip in (False, True):
-                cells = []
-                for part in PARTS:
-                    ages, gender, race = truth[part]
-                    outs = [outputs[n] for n in combo]
-                    dist = combine(outs, part, flip, "dist")
-                    err = np.abs(dist @ np.arange(dist.shape[1]) - ages)
-                    g, rc = combine(outs, part, flip, "gender"), combine(outs, part, flip, "race")
-                    gk, rk = gender >= 0, race >= 0
-                    gacc = f"{((g[gk] >= 0.5) == (gender[gk] == 1)).mean():.3f}" if g is not None else "–"
-                    racc = f"{(rc.argmax(1)[rk] == race[rk]).mean():.3f}" if rc is not None else "–"
-                    cells += [f"{err.mean():.3f}", f"{(err <= 5).mean():.3f}", gacc, racc]
-                    if part == "val":
-                        pairs = "{:.3f} / {:.3f}".format(*pair_accuracy(dist, ages))
-                print(f"| {'+'.join(combo)} | {'on' if flip else 'off'} | " + " | ".join(cells) + f" | {pairs} |")
+    for combo in combos:
+        for flip in (False, True):
+            cells = []
+            for part in PARTS:
+                ages, gender, race = truth[part]
+                outs = [outputs[n] for n in combo]
+                dist = combine(outs, part, flip, "dist")
+                err = np.abs(dist @ np.arange(dist.shape[1]) - ages)
+                g, rc = combine(outs, part, flip, "gender"), combine(outs, part, flip, "race")
+                gk, rk = gender >= 0, race >= 0
+                gacc = f"{((g[gk] >= 0.5) == (gender[gk] == 1)).mean():.3f}" if g is not None else "–"
+                racc = f"{(rc.argmax(1)[rk] == race[rk]).mean():.3f}" if rc is not None else "–"
+                cells += [f"{err.mean():.3f}", f"{(err <= 5).mean():.3f}", gacc, racc]
+                if part == "val":
+                    pairs = "{:.3f} / {:.3f}".format(*pair_accuracy(dist, ages))
+            print(f"| {'+'.join(combo)} | {'on' if flip else 'off'} | " + " | ".join(cells) + f" | {pairs} |")
+
+
+def print_whole_years(outputs: dict, combos: list, ages: dict) -> None:
+    """MAE and CS@5 of each combination's expected age as is, and rounded to whole years (``round_ages``)."""
+    print("| model | flip | val MAE (exp. / rounded) | val CS@5 (exp. / rounded) | test MAE (exp. / rounded) | test CS@5 (exp. / rounded) |")
+    print("|---|---|---|---|---|---|")
+    for combo in combos:
+        for flip in (False, True):
+            cells = []
+            for part in PARTS:
+                dist = combine([outputs[n] for n in combo], part, flip, "dist")
+                expected = dist @ np.arange(dist.shape[1])
+                e, r = np.abs(expected - ages[part]), np.abs(np.round(expected) - ages[part])
+                cells += [f"{e.mean():.3f} / {r.mean():.3f}", f"{(e <= 5).mean():.3f} / {(r <= 5).mean():.3f}"]
+            print(f"| {'+'.join(combo)} | {'on' if flip else 'off'} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
