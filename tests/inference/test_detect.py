@@ -127,3 +127,19 @@ def test_bad_arguments():
         FaceDetector(detector="yolo")
     with pytest.raises(ValueError, match="landmark_model"):
         FaceDetector(landmark_model=17)
+
+
+def test_tightly_cropped_face_is_found_by_the_padded_retry(astronaut, faces):
+    """A crop inside the detected box is too tight for HOG; the retry on an edge-padded copy finds it, with boxes
+    and landmarks in the crop's own coordinates."""
+    left, top, right, bottom = faces[0].box
+    inset = (right - left) // 10
+    crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset))
+    assert FaceDetector(pad_retry=0).detect(crop) == []
+    found = FaceDetector().detect(crop)
+    assert len(found) == 1 and found[0].box == (0, 0, crop.width, crop.height)  # clipped to the crop
+    expected = faces[0].landmarks - np.array([left + inset, top + inset])
+    assert np.abs(found[0].landmarks - expected).max() <= 5  # the same eyes and nose, within a few pixels
+    assert found[0].chip.size == (200, 200)
+    with pytest.raises(ValueError, match="pad_retry"):
+        FaceDetector(pad_retry=2)
