@@ -6,32 +6,21 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
+from _common import read_split, split_parser
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--split-file", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p = split_parser(__doc__, split="test")
     p.add_argument("--limit", type=int, default=300, help="first N faces of the split (0: all)")
     p.add_argument("--model", default=None, help="age model (default: the bundled one)")
     args = p.parse_args()
-    if not Path(args.data).is_dir():
-        raise SystemExit(f"{args.data}: shared UTKFace data not found")
     from faceage.data.images import load_image
-    from faceage.data.readers import read_dataset
-    from faceage.data.splits import load_split
     from faceage.inference.detect import PAD_RETRY, FaceDetector
     from faceage.inference.predictor import Predictor
 
-    records, _ = read_dataset("utkface", args.data, check_images=False)
-    idx = load_split(args.split_file, records)[args.split]
+    records, split = read_split(args)
+    idx = split[args.split]
     recs = [records[i] for i in (idx[: args.limit] if args.limit else idx)]
     images = [load_image(r.path) for r in recs]
     ages = np.array([r.age for r in recs])

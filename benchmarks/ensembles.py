@@ -11,13 +11,12 @@ accuracy of each combination's age-difference comparator on 20,000 random pairs 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from pathlib import Path
 
 import numpy as np
+from _common import read_split, split_parser
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
 PARTS = ("val", "test")
 
 
@@ -70,22 +69,14 @@ def pair_accuracy(dist: np.ndarray, ages: np.ndarray, n_pairs: int = 20000, seed
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = split_parser(__doc__, split=None)
     p.add_argument("models", nargs="+", help="model dirs (run/model)")
-    p.add_argument("--split-file", required=True, help="split.json shared by the runs")
-    p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--names", nargs="+", default=None, help="short names for the models (default m0, m1, ...)")
     p.add_argument("--cache", default=None, help="folder to cache each model's outputs (.npz)")
     p.add_argument("--max-members", type=int, default=0, help="largest combination to print (0: all models)")
     p.add_argument("--whole-years", action="store_true", help="instead: MAE and CS@5 of the expectation as is vs rounded to whole years")
     args = p.parse_args()
-    if not Path(args.data).is_dir():
-        raise SystemExit(f"{args.data}: shared UTKFace data not found")
-    from faceage.data.readers import read_dataset
-    from faceage.data.splits import load_split
-
-    records, _ = read_dataset("utkface", args.data, check_images=False)
-    split = load_split(args.split_file, records)
+    records, split = read_split(args)
     names = args.names or [f"m{i}" for i in range(len(args.models))]
     outputs = {}
     for name, model in zip(names, args.models):

@@ -13,14 +13,13 @@ For age, a small MLP on the dlib descriptor (log-age target) gives its validatio
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import read_split, split_parser
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
 
 
 def dlib_descriptors(paths: list[str]) -> tuple[np.ndarray, float]:
@@ -62,24 +61,16 @@ def model_features(model_dir: str, paths: list[str]) -> tuple[np.ndarray, np.nda
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = split_parser(__doc__, split=None)
     p.add_argument("model", help="a trained multitask model dir with a gender output (run/model)")
-    p.add_argument("--split-file", required=True)
-    p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--cache", default=None, help="folder to keep the computed features (the descriptors take ~10 min)")
     args = p.parse_args()
-    if not Path(args.data).is_dir():
-        raise SystemExit(f"{args.data}: shared UTKFace data not found")
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from faceage.data.readers import read_dataset
-    from faceage.data.splits import load_split
-
-    records, _ = read_dataset("utkface", args.data, check_images=False)
-    split = load_split(args.split_file, records)
+    records, split = read_split(args)
     paths = [r.path for r in records]
     cache = Path(args.cache) / "features.npz" if args.cache else None
     if cache and cache.exists():

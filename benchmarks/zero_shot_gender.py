@@ -6,30 +6,20 @@ UTKFace chips, at the central crops the age models use: why faceage gives gender
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
+from _common import read_split, split_parser
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--split-file", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], default="val")
-    args = p.parse_args()
+    args = split_parser(__doc__, split="val").parse_args()
     import onnxruntime as ort
 
     from faceage.data.images import load_image
-    from faceage.data.readers import read_dataset
-    from faceage.data.splits import load_split
     from faceage.inference.preprocess import preprocess_chip
     from faceage.models.cydral import CYDRAL_INPUT, cydral_onnx_path
 
-    records, _ = read_dataset("utkface", args.data, check_images=False)
-    recs = [records[i] for i in load_split(args.split_file, records)[args.split] if records[i].gender is not None]
+    records, split = read_split(args)
+    recs = [records[i] for i in split[args.split] if records[i].gender is not None]
     truth = np.array([r.gender for r in recs])  # 0 male, 1 female
     ages = np.array([r.age for r in recs])
     session = ort.InferenceSession(str(cydral_onnx_path("gender")), providers=["CPUExecutionProvider"])
