@@ -1,6 +1,6 @@
 """Pairwise comparators: two face images -> logit of P(left face is older) (seed 003).
 
-Four kinds, all registered in :data:`PAIR_MODELS` and built by :func:`create_pair_model`:
+Five kinds, all registered in :data:`PAIR_MODELS` and built by :func:`create_pair_model`:
 
 * ``siamese``: one shared backbone embeds both faces; an MLP reads ``[f1, f2, f1 - f2]``;
 * ``six_channel``: both faces stacked on the channel axis go through one backbone whose first convolution is
@@ -8,7 +8,9 @@ Four kinds, all registered in :data:`PAIR_MODELS` and built by :func:`create_pai
 * ``age_feature``: a trained :class:`AgeModel`, frozen, embeds both faces; an MLP reads ``[f1, f2, f1 - f2]``;
 * ``age_difference``: no training at all; P(left older) from the age model's two predicted age distributions,
   ``P(A > B) = sum_{i>j} pA_i pB_j + 0.5 sum_i pA_i pB_i``, or from a logistic on the predicted age difference
-  when the head has no distribution.
+  when the head has no distribution;
+* ``age_ranking``: the same P(left older) from two predicted distributions, but the age model is fine-tuned end
+  to end on pairs (BCE), so training starts exactly at the ``age_difference`` baseline.
 
 Every model has ``input_config`` (the same keys as ``AgeModel.input_config``, so transforms and inference
 preprocessing are built alike) and a plain ``config`` that rebuilds it; ``save_pretrained`` writes safetensors +
@@ -381,6 +383,47 @@ class AgeDifferenceComparator(_FrozenAgeModelComparator):
     @classmethod
     def from_config(cls, config: dict) -> AgeDifferenceComparator:
         model = cls(cls._rebuild_age_model(config), config.get("age_scale", 2.0))
+        model.config["age_model"] = config.get("age_model")
+        return model
+
+
+@PAIR_MODELS.register("age_ranking")
+class AgeRankingComparator(PairModel):
+    """The age-difference comparator made trainable: a trained age model (one, with an age distribution) whose
+    P(left older) comes from its two predicted distributions (:func:`p_older_from_distributions`), fine-tuned end
+    to end with the pair loss. Before any step it scores exactly what :class:`AgeDifferenceComparator` does over the
+    same model (without flip averaging), so pair training starts from that baseline rather than from scratch.
+
+    Args:
+        age_model: age model directory / checkpoint / ``AgeModel``; ``None`` for the bundled default model.
+
+    Raises:
+        ValueError: for an ensemble, or an age head without a distribution.
+    """
+
+    kind = "age_ranking"
+
+    def __init__(self, age_model: str | Path | AgeModel | None = None) -> None:
+        super().__init__()
+        model, path = _age_model(age_model)
+        if not isinstance(model, AgeModel):
+            raise ValueError(f"age_ranking fine-tunes one age model, not a {type(model).__name__}; pick one member")
+        if not model.head.has_distribution:
+            raise ValueError(f"age_ranking needs an age head with a distribution, not {model.config['head']!r}")
+        for p in model.parameters():
+            p.requires_grad = True
+        self.age_model = model
+        self.input_config = json.loads(json.dumps(model.input_config))
+        self.config = self._base_config(age_model=path, age_model_config=json.loads(json.dumps(model.config)))
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        logits = self.age_model(torch.cat([left, right]))["age_logits"]
+        pa, pb = self.age_model.head.distribution(logits).chunk(2)
+        return torch.logit(p_older_from_distributions(pa, pb).clamp(0.0, 1.0), eps=_EPS)
+
+    @classmethod
+    def from_config(cls, config: dict) -> AgeRankingComparator:
+        model = cls(model_from_config(config["age_model_config"]))
         model.config["age_model"] = config.get("age_model")
         return model
 

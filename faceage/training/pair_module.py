@@ -42,8 +42,8 @@ class PairModelConfig:
     """Which comparator and how it is built.
 
     Attributes:
-        kind: ``siamese``, ``six_channel``, ``age_feature``, or ``age_difference`` (nothing to train:
-            ``validate``/``test`` only).
+        kind: ``siamese``, ``six_channel``, ``age_feature``, ``age_ranking`` (a trained age model fine-tuned on
+            pairs), or ``age_difference`` (nothing to train: ``validate``/``test`` only).
         backbone: backbone of ``siamese`` / ``six_channel`` (faceage name or timm model).
         pretrained: start that backbone from pretrained weights.
         transfer: ``scratch``, ``frozen``, ``finetune`` or ``partial`` for that backbone.
@@ -53,8 +53,8 @@ class PairModelConfig:
         image_size: input side (default: the backbone's); the age model's own for the age comparators.
         crop: central fraction of the aligned chip fed to the network.
         alignment: how raw photos are aligned into chips.
-        age_model: age model directory or checkpoint of ``age_feature`` / ``age_difference``; ``None`` for the
-            bundled model (``faceage/weights/default``, or ``$FACEAGE_MODEL``).
+        age_model: age model directory or checkpoint of ``age_feature`` / ``age_ranking`` / ``age_difference``;
+            ``None`` for the bundled model (``faceage/weights/default``, or ``$FACEAGE_MODEL``).
         age_scale: ``age_difference`` without a distribution: years per logit unit.
     """
 
@@ -84,6 +84,8 @@ def build_pair_model(config: PairModelConfig) -> PairModel:
         return model
     if c.kind == "age_feature":
         return create_pair_model(c.kind, age_model=c.age_model, hidden=c.hidden, dropout=c.dropout)
+    if c.kind == "age_ranking":
+        return create_pair_model(c.kind, age_model=c.age_model)
     return create_pair_model(c.kind, age_model=c.age_model, age_scale=c.age_scale)
 
 

@@ -50,7 +50,7 @@ def face_batches(tmp_path_factory):
     return torch.stack(images[:3]), torch.stack(images[3:])
 
 
-@pytest.mark.parametrize("kind", ["siamese", "six_channel", "age_feature", "age_difference"])
+@pytest.mark.parametrize("kind", ["siamese", "six_channel", "age_feature", "age_ranking", "age_difference"])
 def test_forward_loss_and_input_config(kind, tiny_model_dir, face_batches):
     model = build(kind, tiny_model_dir)
     left, right = face_batches
@@ -66,6 +66,10 @@ def test_forward_loss_and_input_config(kind, tiny_model_dir, face_batches):
         assert not trainable  # nothing to train
         return
     loss.backward()
+    if kind == "age_ranking":  # the whole age model trains, its age head included
+        assert all(p.grad is not None for p in model.age_model.head.parameters())
+        assert model.age_model.backbone.training and all(p.requires_grad for p in model.age_model.parameters())
+        return
     assert all(p.grad is not None for p in model.head.parameters())
     if kind == "age_feature":
         assert not any(p.requires_grad for p in model.age_model.parameters())
@@ -111,6 +115,20 @@ def test_age_difference_comparator_is_consistent(tiny_model_dir, face_batches):
     assert torch.allclose(model.predict_proba(left, left), torch.full((3,), 0.5), atol=1e-4)
 
 
+def test_age_ranking_starts_at_the_age_difference_baseline(tiny_model_dir, face_batches):
+    from faceage.models.ensemble import AgeEnsemble
+
+    ranking = build("age_ranking", tiny_model_dir).eval()
+    baseline = AgeDifferenceComparator(str(tiny_model_dir)).eval()
+    baseline.wrapper.tta_flip = False  # ranking compares single views
+    left, right = face_batches
+    assert torch.allclose(ranking.predict_proba(left, right), baseline.predict_proba(left, right), atol=1e-5)
+    with pytest.raises(ValueError, match="one age model"):
+        create_pair_model("age_ranking", age_model=AgeEnsemble([AgeModel("resnet18", "dldl", image_size=32)] * 2))
+    with pytest.raises(ValueError, match="distribution"):
+        create_pair_model("age_ranking", age_model=AgeModel("resnet18", "l1", image_size=32))
+
+
 def test_widened_first_conv_keeps_pretrained_response():
     torch.manual_seed(0)
     backbone = create_backbone("resnet18", image_size=32).eval()
@@ -129,7 +147,7 @@ def test_six_channel_uses_one_backbone_with_six_input_channels():
     assert convs[0].in_channels == 6 and all(c.in_channels != 3 for c in convs)
 
 
-@pytest.mark.parametrize("kind", ["siamese", "six_channel", "age_feature", "age_difference"])
+@pytest.mark.parametrize("kind", ["siamese", "six_channel", "age_feature", "age_ranking", "age_difference"])
 def test_save_load_round_trip(kind, tiny_model_dir, face_batches, tmp_path):
     model = build(kind, tiny_model_dir).eval()
     left, right = face_batches
