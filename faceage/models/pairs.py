@@ -412,7 +412,7 @@ class AgeRankingComparator(PairModel):
             raise ValueError(f"age_ranking needs an age head with a distribution, not {model.config['head']!r}")
         for p in model.parameters():
             p.requires_grad = True
-        self.age_model = model
+        self.age_model = model.train()  # loaded for inference (eval mode); Lightning keeps submodules' modes
         self.input_config = json.loads(json.dumps(model.input_config))
         self.config = self._base_config(age_model=path, age_model_config=json.loads(json.dumps(model.config)))
 
