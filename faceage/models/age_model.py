@@ -45,8 +45,9 @@ class AgeModel(nn.Module):
         race: add a race head over ``faceage.data.records.RACES`` (5 classes, multitask).
         dropout: dropout before the heads.
         tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
-        round_ages: report ages in whole years (the expectation rounded, see :func:`faceage.models.ages.reported_age`); for labels in
-            whole years, as UTKFace, AFAD, CACD, FG-NET and All-Age-Faces have.
+        round_ages: report ages in whole years (the expectation rounded, see
+            :func:`faceage.models.ages.reported_age`); for labels in whole years, as UTKFace, AFAD, CACD, FG-NET and
+            All-Age-Faces have.
     """
 
     def __init__(

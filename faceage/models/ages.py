@@ -8,9 +8,9 @@ def reported_age(age, config: dict):
     ``config["round_ages"]``, else unchanged. Applied once, after every average (ensemble members, flip TTA), by the
     predictor and by validation/test metrics, so that users and metrics see the same number.
 
-    Why round: the labels are whole years (completed years, as the datasets record them), the loss-optimal point
-    estimate for whole-number labels is itself a whole number, and CS@k counts whole-number errors. Measured on our
-    validation split, rounding changed MAE by -0.00 to -0.04 and CS@5 by +0.01 to +0.04 for every model and
-    ensemble tested (benchmarks/RESULTS.md, "Whole-year ages").
+    Why round: the labels are whole years (completed years, as the datasets record them), the point estimate that
+    minimises absolute error against whole-number labels is itself a whole number (a median), and CS@k counts
+    whole-number errors. Measured on our validation split, rounding changed MAE by -0.00 to -0.04 and CS@5 by
+    +0.01 to +0.04 for every model and ensemble tested (benchmarks/RESULTS.md, "Whole-year ages").
     """
     return age.round() if config.get("round_ages", False) else age
