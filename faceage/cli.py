@@ -41,7 +41,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
     return p
 

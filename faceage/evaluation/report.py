@@ -194,7 +194,7 @@ def predict_dataset(
     split_file: str | Path | None = None,
     max_samples: int = 0,
     batch_size: int = 64,
-    workers: int = 2,
+    workers: int | None = None,
     predictor: Any = None,
 ) -> tuple[Predictions, Any]:
     """Runs a model (``Predictor(detect=False)``: the dataset holds aligned chips) over one split of a dataset.
@@ -207,7 +207,7 @@ def predict_dataset(
         split_file: a saved ``split.json`` to use instead of recomputing the split.
         max_samples: keep a seeded random subset of this many records (0: all).
         batch_size: faces per forward pass.
-        workers: image decoding threads.
+        workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         predictor: an existing predictor to use.
 
     Returns:
@@ -656,7 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", action="store_true", help="also measure the metrics under image changes (needs --model)")
     p.add_argument("--sensitivity-samples", type=int, default=300, help="images used for --sensitivity")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per two cores)")
     return p
 
 

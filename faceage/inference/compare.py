@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from faceage.data.images import ImageLoadError
-from faceage.inference.predictor import Predictor
+from faceage.inference.predictor import Predictor, default_workers
 
 CHUNK_ROWS = 256  # pair rows whose images are decoded together (bounds memory on huge pair files)
 OUTPUT_COLUMNS = ("left", "right", "p_left_older")
@@ -78,7 +78,7 @@ class FaceComparer:
         detect: detect and align the largest face; ``False`` takes each image as an aligned face.
         detector: dlib detector, ``hog`` or ``cnn``.
         batch_size: images (or pairs) per forward pass.
-        workers: image decoding threads.
+        workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         threads: intra-op threads of the engine.
         age_scale: years per logit unit when an age model gives no distribution.
     """
@@ -90,12 +90,12 @@ class FaceComparer:
         detect: bool = True,
         detector: str = "hog",
         batch_size: int = 64,
-        workers: int = 2,
+        workers: int | None = None,
         threads: int | None = None,
         age_scale: float = 2.0,
     ) -> None:
         self.batch_size = max(1, batch_size)
-        self.workers = max(1, workers)
+        self.workers = default_workers(detect) if workers is None else max(1, workers)
         self.age_scale = age_scale
         self.pair_model = None
         if is_pair_model(model):
@@ -109,10 +109,10 @@ class FaceComparer:
                 torch.set_num_threads(threads)
             self.pair_model = load_pair_model(model).eval()
             self.kind = self.pair_model.kind
-            self.prepper: Predictor = _ChipPreparer(self.pair_model.input_config, detect, detector, batch_size, workers)
+            self.prepper: Predictor = _ChipPreparer(self.pair_model.input_config, detect, detector, batch_size, self.workers)
         else:
             self.prepper = Predictor(
-                model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=workers, threads=threads
+                model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=self.workers, threads=threads
             )
             self.kind = "age_difference"
 
@@ -252,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--age-scale", type=float, default=2.0, help="years per logit unit for age models without a distribution")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
     return p
 

@@ -327,3 +327,17 @@ def test_export_int8_graph_runs_in_the_onnx_engine(tiny_model_dir, image_zoo, tm
         with pytest.raises(SystemExit):
             main(["export", str(model_dir), *bad])
         assert message in capsys.readouterr().err
+
+
+def test_default_workers_follow_the_work(tiny_model_dir, monkeypatch):
+    """Detection is per-image work (a thread per core); on pre-cropped faces the engine takes the cores (one image
+    thread per two cores). An explicit number always wins."""
+    from faceage.inference.predictor import default_workers
+
+    for cores, with_detect, without in ((1, 1, 1), (2, 2, 1), (8, 8, 4)):
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert (default_workers(True), default_workers(False)) == (with_detect, without)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert Predictor(str(tiny_model_dir), detect=False).workers == 1
+    assert Predictor(str(tiny_model_dir), detect=True).workers == 2
+    assert Predictor(str(tiny_model_dir), detect=False, workers=3).workers == 3
