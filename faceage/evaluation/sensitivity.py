@@ -142,7 +142,7 @@ def predict_chips(predictor: Any, chips: Sequence[Image.Image], batch_size: int 
     if not outs:
         return {"age": np.zeros(0)}
     out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    out["age"] = reported_age(out["age"], predictor.config)
+    out["age"] = reported_age(out["age"], {"round_ages": predictor.round_ages})
     return out
 
 

@@ -115,10 +115,12 @@ class Predictor:
         batch_size: faces per forward pass.
         workers: threads decoding (and detecting) images in parallel (default: :func:`default_workers`).
         threads: intra-op threads of the engine (default: library default).
+        round_ages: report whole-year ages (default: the model config's ``round_ages``); ``False`` gives the
+            expected age unrounded.
     """
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
-                 workers: int | None = None, threads: int | None = None) -> None:
+                 workers: int | None = None, threads: int | None = None, round_ages: bool | None = None) -> None:
         if engine not in ("torch", "onnx"):
             raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
         if model is None:
@@ -139,6 +141,7 @@ class Predictor:
             self.engine = TorchEngine(loaded, threads=threads)
         self.config = self.engine.config
         self.input_config = self.config["input"]
+        self.round_ages = bool(self.config.get("round_ages", False)) if round_ages is None else bool(round_ages)
         self.detect = detect
         self.batch_size = batch_size
         self.workers = default_workers(detect) if workers is None else workers
@@ -181,7 +184,7 @@ class Predictor:
 
     def _results(self, boxes: list, out: dict[str, np.ndarray]) -> list[FaceResult]:
         results = []
-        ages = reported_age(out["age"], self.config)
+        ages = reported_age(out["age"], {"round_ages": self.round_ages})
         lo = hi = None
         if "distribution" in out:
             lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))

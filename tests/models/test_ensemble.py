@@ -87,6 +87,10 @@ def test_round_ages_follows_the_first_member_unless_given(tmp_path, image_zoo):
     for engine in ("torch", "onnx"):
         whole = Predictor(str(tmp_path / "on"), engine=engine, detect=False).predict(chip)[0].age
         assert whole == round(exact) and not exact.is_integer()  # rounded once, after the members' average
+    assert Predictor(str(tmp_path / "on"), detect=False, round_ages=False).predict(chip)[0].age == pytest.approx(exact, abs=1e-6)
+    out = tmp_path / "fractional.csv"
+    assert main(["predict", str(chip), "--model", str(tmp_path / "on"), "--no-detect", "--fractional-ages", "--output", str(out)]) == 0
+    assert float(out.read_text().splitlines()[1].split(",")[2]) == pytest.approx(exact, abs=0.01)
 
 
 def test_cli_names_bad_members(tmp_path, capsys):
