@@ -37,7 +37,7 @@ def main() -> None:
 
     members = [load_model(m) for m in args.models]
     model = (members[0] if len(members) == 1 else AgeEnsemble(members, tta_flip=False)).eval()
-    config = dict(model.config, round_ages=args.round_ages or model.config.get("round_ages", False))
+    round_ages = args.round_ages or model.config.get("round_ages", False)
     idx = split[args.split]
     ages = np.array([records[i].age for i in idx], float)
     x = np.stack([preprocess_chip(load_image(records[i].path), model.input_config) for i in idx])
@@ -45,7 +45,7 @@ def main() -> None:
 
     def score(path: Path) -> str:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        pred = reported_age(np.concatenate([session.run(["age"], {"images": x[i : i + 64]})[0] for i in range(0, len(x), 64)]), config)
+        pred = reported_age(np.concatenate([session.run(["age"], {"images": x[i : i + 64]})[0] for i in range(0, len(x), 64)]), round_ages)
         err = np.abs(pred - ages)
         return f"{err.mean():.3f} | {(err <= 5).mean():.3f}"
 

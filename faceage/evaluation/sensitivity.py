@@ -134,7 +134,6 @@ def predict_chips(predictor: Any, chips: Sequence[Image.Image], batch_size: int 
         ``{"age": (N,), "gender_prob": (N,)?, "distribution": (N, K)?}``; ages as the predictor reports them (whole
         years for a model with ``round_ages``).
     """
-
     outs: list[dict[str, np.ndarray]] = []
     for start in range(0, len(chips), batch_size):
         batch = np.stack([preprocess_chip(c, predictor.input_config) for c in chips[start : start + batch_size]])
@@ -142,7 +141,7 @@ def predict_chips(predictor: Any, chips: Sequence[Image.Image], batch_size: int 
     if not outs:
         return {"age": np.zeros(0)}
     out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    out["age"] = reported_age(out["age"], {"round_ages": predictor.round_ages})
+    out["age"] = reported_age(out["age"], predictor.round_ages)
     return out
 
 

@@ -184,7 +184,7 @@ class Predictor:
 
     def _results(self, boxes: list, out: dict[str, np.ndarray]) -> list[FaceResult]:
         results = []
-        ages = reported_age(out["age"], {"round_ages": self.round_ages})
+        ages = reported_age(out["age"], self.round_ages)
         lo = hi = None
         if "distribution" in out:
             lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-def reported_age(age, config: dict):
+def reported_age(age, round_ages: bool):
     """The age a model reports for its decoded expectation ``age`` (tensor or array): rounded to whole years when
-    ``config["round_ages"]``, else unchanged. Applied once, after every average (ensemble members, flip TTA), by the
+    ``round_ages`` (the model config's ``round_ages``, or the predictor's override), else unchanged. Applied once, after every average (ensemble members, flip TTA), by the
     predictor and by validation/test metrics, so that users and metrics see the same number.
 
     Why round: the labels are whole years (completed years, as the datasets record them), the point estimate that
@@ -13,4 +13,4 @@ def reported_age(age, config: dict):
     whole-number errors. Measured on our validation split, rounding changed MAE by -0.00 to -0.04 and CS@5 by
     +0.01 to +0.04 for every model and ensemble tested (benchmarks/RESULTS.md, "Whole-year ages").
     """
-    return age.round() if config.get("round_ages", False) else age
+    return age.round() if round_ages else age

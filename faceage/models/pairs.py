@@ -291,25 +291,30 @@ def _age_model(source: str | Path | AgeModel | None) -> tuple[AgeModel, str | No
     return load_model(source), str(source)
 
 
-class _FrozenAgeModelComparator(PairModel):
-    """Shared plumbing of the comparators over a frozen :class:`AgeModel` (kept in eval mode)."""
+class _AgeModelComparator(PairModel):
+    """Shared plumbing of the comparators built on a trained :class:`AgeModel`: adopting it (its input config, and
+    its config stored so that the comparator rebuilds without the original directory) and rebuilding it."""
 
-    def _set_age_model(self, age_model: str | Path | AgeModel | None) -> dict:
+    def _set_age_model(self, age_model: str | Path | AgeModel | None, frozen: bool = True) -> dict:
         model, path = _age_model(age_model)
-        self.age_model = _freeze(model)
+        self.age_model = _freeze(model) if frozen else model
         self.input_config = json.loads(json.dumps(model.input_config))
         return {"age_model": path, "age_model_config": json.loads(json.dumps(model.config))}
-
-    def train(self, mode: bool = True) -> _FrozenAgeModelComparator:
-        super().train(mode)
-        self.age_model.eval()  # frozen: batch-norm statistics and dropout stay as trained
-        return self
 
     @staticmethod
     def _rebuild_age_model(config: dict) -> AgeModel:
         if "age_model_config" in config:
             return model_from_config(config["age_model_config"])
         return _age_model(config.get("age_model"))[0]
+
+
+class _FrozenAgeModelComparator(_AgeModelComparator):
+    """Shared plumbing of the comparators over a frozen :class:`AgeModel` (kept in eval mode)."""
+
+    def train(self, mode: bool = True) -> _FrozenAgeModelComparator:
+        super().train(mode)
+        self.age_model.eval()  # frozen: batch-norm statistics and dropout stay as trained
+        return self
 
 
 @PAIR_MODELS.register("age_feature")
@@ -388,7 +393,7 @@ class AgeDifferenceComparator(_FrozenAgeModelComparator):
 
 
 @PAIR_MODELS.register("age_ranking")
-class AgeRankingComparator(PairModel):
+class AgeRankingComparator(_AgeModelComparator):
     """The age-difference comparator made trainable: a trained age model (one, with an age distribution) whose
     P(left older) comes from its two predicted distributions (:func:`p_older_from_distributions`), fine-tuned end
     to end with the pair loss. Before any step it scores exactly what :class:`AgeDifferenceComparator` does over the
@@ -405,16 +410,16 @@ class AgeRankingComparator(PairModel):
 
     def __init__(self, age_model: str | Path | AgeModel | None = None) -> None:
         super().__init__()
-        model, path = _age_model(age_model)
+        source = self._set_age_model(age_model, frozen=False)
+        model = self.age_model
         if not isinstance(model, AgeModel):
             raise ValueError(f"age_ranking fine-tunes one age model, not a {type(model).__name__}; pick one member")
         if not model.head.has_distribution:
             raise ValueError(f"age_ranking needs an age head with a distribution, not {model.config['head']!r}")
         for p in model.parameters():
             p.requires_grad = True
-        self.age_model = model.train()  # loaded for inference (eval mode); Lightning keeps submodules' modes
-        self.input_config = json.loads(json.dumps(model.input_config))
-        self.config = self._base_config(age_model=path, age_model_config=json.loads(json.dumps(model.config)))
+        model.train()  # loaded for inference (eval mode); Lightning keeps submodules' modes
+        self.config = self._base_config(**source)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         logits = self.age_model(torch.cat([left, right]))["age_logits"]
@@ -423,7 +428,7 @@ class AgeRankingComparator(PairModel):
 
     @classmethod
     def from_config(cls, config: dict) -> AgeRankingComparator:
-        model = cls(model_from_config(config["age_model_config"]))
+        model = cls(cls._rebuild_age_model(config))
         model.config["age_model"] = config.get("age_model")
         return model
 

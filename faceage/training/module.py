@@ -77,7 +77,7 @@ class AgeModule(L.LightningModule):
         checkpoint_every_n_steps: also save ``last.ckpt`` every N training steps, so a killed run loses little.
         tta_flip: average predictions over the image and its mirror at validation/test time.
         round_ages: report whole-year ages, in validation/test metrics and in the saved model (labels in whole
-            years; see :func:`faceage.models.age_model.reported_age`).
+            years; see :func:`faceage.models.ages.reported_age`).
     """
 
     def __init__(
@@ -179,7 +179,7 @@ class AgeModule(L.LightningModule):
             self.log("train/mae", self.mae["train_"], on_step=False, on_epoch=True, batch_size=n)
             return terms["loss"]
         pred = self.predict_batch(batch["image"]) if self.tta_flip else self.model.decode(out)
-        pred["age"] = reported_age(pred["age"], self.model.config)
+        pred["age"] = reported_age(pred["age"], self.model.config["round_ages"])
         err = (pred["age"] - ages).abs()
         self.mae[f"{stage}_"](pred["age"], ages)
         self.cs5[f"{stage}_"].update((err <= 5).float())

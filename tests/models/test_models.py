@@ -215,10 +215,11 @@ def test_reported_age_rounds_only_when_the_config_asks(tmp_path):
     from faceage.models.ages import reported_age
 
     ages = np.array([3.4, 3.6, 40.5, 41.5])
-    assert reported_age(ages, {}) is ages
-    assert reported_age(ages, {"round_ages": False}) is ages
-    assert reported_age(ages, {"round_ages": True}).tolist() == [3.0, 4.0, 40.0, 42.0]  # half to even
-    assert reported_age(torch.tensor([7.51]), {"round_ages": True}).item() == 8.0
+    assert reported_age(ages, False) is ages
+    assert reported_age(ages, True).tolist() == [3.0, 4.0, 40.0, 42.0]  # half to even
+    assert reported_age(torch.tensor([7.51]), True).item() == 8.0
     model = AgeModel("resnet18", "dldl", image_size=32, round_ages=True)
     assert load_model(model.save_pretrained(tmp_path / "m")).config["round_ages"] is True
     assert AgeModel("resnet18", "dldl", image_size=32).config["round_ages"] is False
+    older = {k: v for k, v in model.config.items() if k != "round_ages"}  # saved before round_ages existed
+    assert AgeModel.from_config(older).config["round_ages"] is False
