@@ -19,6 +19,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
 from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
+from faceage.training.distill import Teacher, soft_target_loss
 from faceage.training.optim import OptimConfig, configure_optimizers
 
 
@@ -78,6 +79,10 @@ class AgeModule(L.LightningModule):
         tta_flip: average predictions over the image and its mirror at validation/test time.
         round_ages: report whole-year ages, in validation/test metrics and in the saved model (labels in whole
             years; see :func:`faceage.models.ages.reported_age`).
+        teacher: knowledge distillation: saved model directories (ensembles too) whose averaged predictions the model
+            also fits during training (see :mod:`faceage.training.distill`); not part of the saved model.
+        teacher_weight: share of the teacher's soft targets in the training loss (the labels keep the rest).
+        teacher_flip: average each teacher over the mirrored batch as well.
     """
 
     def __init__(
@@ -94,6 +99,9 @@ class AgeModule(L.LightningModule):
         race_weight: float = 0.5,
         gender_net: str | None = None,
         round_ages: bool = False,
+        teacher: list[str] | None = None,
+        teacher_weight: float = 0.5,
+        teacher_flip: bool = True,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone or BackboneConfig()
@@ -114,6 +122,9 @@ class AgeModule(L.LightningModule):
                 "race_weight": race_weight,
                 "gender_net": gender_net,
                 "round_ages": round_ages,
+                "teacher": list(teacher) if teacher else None,
+                "teacher_weight": teacher_weight,
+                "teacher_flip": teacher_flip,
             }
         )
         b, h = self.backbone_config, self.head_config
@@ -146,6 +157,13 @@ class AgeModule(L.LightningModule):
         self.gender_weight = gender_weight
         self.race_weight = race_weight
         self.tta_flip = tta_flip
+        if not 0.0 <= teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be within [0, 1], got {teacher_weight}")
+        self.teacher_weight = teacher_weight
+        self.teacher_sources, self.teacher_flip = list(teacher or []), teacher_flip
+        # kept out of the module tree (a one-item list): the teacher is neither trained, nor saved, nor checkpointed;
+        # it is loaded when training starts, so validate/test of a distilled checkpoint never need the teacher files
+        self._teacher: list[Teacher] = []
         # ModuleDict keys may not shadow nn.Module attributes such as ``train``: keys are "<stage>_"
         self.mae = torch.nn.ModuleDict({f"{s}_": MeanAbsoluteError() for s in ("train", "val", "test")})
         self.cs5 = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
@@ -171,6 +189,8 @@ class AgeModule(L.LightningModule):
         ages = batch["age"].float()
         out = self.model(batch["image"])
         terms = self.model.loss(out, ages, batch["gender"], self.gender_weight, batch["race"], self.race_weight)
+        if stage == "train" and self.teacher_sources:
+            terms = self._distill(batch["image"], out, terms)
         n = len(ages)
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True, prog_bar=name == "loss", batch_size=n, sync_dist=stage != "train")
@@ -205,6 +225,21 @@ class AgeModule(L.LightningModule):
                 row["interval"] = distribution_interval(pred["distribution"], self.model.head.age_values)
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
         return terms["loss"]
+
+    def on_fit_start(self) -> None:
+        self.teacher()  # a missing or incompatible teacher fails before the first step
+
+    def teacher(self) -> Teacher | None:
+        """The distillation teacher (loaded on first use), or ``None`` without one."""
+        if self.teacher_sources and not self._teacher:
+            self._teacher.append(Teacher(self.teacher_sources, self.model.config, flip=self.teacher_flip))
+        return self._teacher[0] if self._teacher else None
+
+    def _distill(self, images: torch.Tensor, out: dict, terms: dict) -> dict:
+        teacher = self.teacher().to(images.device)
+        soft = soft_target_loss(self.model, out, teacher(images), self.gender_weight, self.race_weight)
+        w = self.teacher_weight
+        return {**terms, **soft, "loss": (1 - w) * terms["loss"] + w * soft["soft_loss"]}
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         loader = self.trainer.train_dataloader
