@@ -173,6 +173,15 @@ class AgeModel(nn.Module):
             result["race_probs"] = out["race_logits"].softmax(dim=1)
         return result
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+        """:meth:`decode` of the forward pass, averaged with the mirrored batch's when ``flip`` (flip TTA)."""
+        pred = self.decode(self(images))
+        if flip:
+            mirrored = self.decode(self(images.flip(-1)))
+            pred = {k: (v + mirrored[k]) / 2 for k, v in pred.items()}
+        return pred
+
     # ---- persistence -------------------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: dict) -> AgeModel:

@@ -62,12 +62,10 @@ class Teacher(nn.Module):
         outputs: dict[str, list[torch.Tensor]] = {}
         for member, size in zip(self.members, self.sizes):
             x = images if size == images.shape[-1] else F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            views = [member.decode(member(x))]
-            if self.flip:
-                views.append(member.decode(member(x.flip(-1))))
+            pred = member.predict(x, flip=self.flip)
             for name in TEACHER_OUTPUTS:
-                if name in views[0]:
-                    outputs.setdefault(name, []).append(sum(v[name] for v in views) / len(views))
+                if name in pred:
+                    outputs.setdefault(name, []).append(pred[name])
         n = len(self.members)
         return {k: torch.stack(v).mean(dim=0) for k, v in outputs.items() if k in ("gender_prob", "race_probs") or len(v) == n}
 
@@ -99,8 +97,7 @@ def soft_target_loss(model: AgeModel, out: dict[str, torch.Tensor], soft: dict[s
     logits = out["age_logits"]
     dist = model.head.distribution(logits)
     if dist is not None and "distribution" in soft:
-        log_p = logits.log_softmax(dim=1) if _is_softmax(model) else dist.clamp_min(1e-8).log()
-        age_soft = F.kl_div(log_p, soft["distribution"], reduction="batchmean") + (dist @ model.head.age_values - soft["age"]).abs().mean()
+        age_soft = F.kl_div(model.head.log_distribution(logits), soft["distribution"], reduction="batchmean") + (dist @ model.head.age_values - soft["age"]).abs().mean()
     else:
         age_soft = (model.head.predict(logits) - soft["age"]).abs().mean()
     terms = {"age_soft": age_soft}
@@ -113,9 +110,3 @@ def soft_target_loss(model: AgeModel, out: dict[str, torch.Tensor], soft: dict[s
         total = total + race_weight * terms["race_soft"]
     terms["soft_loss"] = total
     return terms
-
-
-def _is_softmax(model: AgeModel) -> bool:
-    from faceage.models.heads.classification import _SoftmaxHead
-
-    return isinstance(model.head, _SoftmaxHead)

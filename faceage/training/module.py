@@ -177,11 +177,7 @@ class AgeModule(L.LightningModule):
 
     def predict_batch(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decoded predictions, averaged with the mirrored image when ``tta_flip``."""
-        pred = self.model.decode(self.model(images))
-        if self.tta_flip:
-            flipped = self.model.decode(self.model(images.flip(-1)))
-            pred = {k: (v + flipped[k]) / 2 for k, v in pred.items()}
-        return pred
+        return self.model.predict(images, flip=self.tta_flip)
 
     def model_step(self, batch: dict, stage: str) -> torch.Tensor | None:
         if batch is None:

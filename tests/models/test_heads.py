@@ -23,8 +23,9 @@ def test_interface_shapes(name):
         assert dist.shape == (5, 21)
         assert torch.allclose(dist.sum(1), torch.ones(5), atol=1e-5)
         assert (dist >= 0).all()
+        assert torch.allclose(head.log_distribution(logits).exp(), dist, atol=1e-6)
     else:
-        assert dist is None
+        assert dist is None and head.log_distribution(logits) is None
 
 
 @pytest.mark.parametrize("name", ALL_HEADS)

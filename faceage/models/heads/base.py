@@ -52,6 +52,11 @@ class AgeHead(nn.Module):
         """logits -> probabilities ``(B, num_ages)`` over ``min_age..max_age`` (rows sum to 1), or ``None``."""
         return None
 
+    def log_distribution(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """Log of :meth:`distribution` (for KL losses against a target distribution), or ``None``."""
+        dist = self.distribution(logits)
+        return None if dist is None else dist.clamp_min(1e-8).log()
+
     def age_to_index(self, ages: torch.Tensor) -> torch.Tensor:
         """Float ages ``(B,)`` -> class indices ``(B,)`` clamped into the head's range."""
         return (ages.round() - self.min_age).clamp(0, self.num_ages - 1).long()

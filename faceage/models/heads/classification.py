@@ -17,6 +17,9 @@ class _SoftmaxHead(AgeHead):
     def distribution(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1)
 
+    def log_distribution(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.log_softmax(dim=1)  # exact where the softmax underflows
+
 
 @HEADS.register("ce")
 class CrossEntropyHead(_SoftmaxHead):
