@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import read_split, split_parser
-from ensembles import combine, model_outputs, pair_accuracy
+from ensembles import combine, model_outputs, pair_accuracy, truth_by_part
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,8 +71,7 @@ def run_all(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, max_tim
 
 def score(outputs: dict[str, dict], records: list, split: dict, combos: dict[str, list[str]]) -> list[str]:
     """Markdown rows: val/test MAE (whole years) and CS@5, gender, and val pair accuracy of each named ensemble."""
-    truth = {part: np.array([records[i].age for i in split[part]], float) for part in ("val", "test")}
-    gender = {part: np.array([-1 if records[i].gender is None else records[i].gender for i in split[part]]) for part in ("val", "test")}
+    truth = truth_by_part(records, split)
     rows = ["| models | flip | val MAE | val CS@5 | val gender | test MAE | test CS@5 | test gender | val pairs (all / gap<=5) |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, names in combos.items():
         outs = [outputs[n] for n in names if n in outputs]
@@ -82,13 +81,14 @@ def score(outputs: dict[str, dict], records: list, split: dict, combos: dict[str
             cells = []
             for part in ("val", "test"):
                 dist = combine(outs, part, flip, "dist")
-                err = np.abs(np.round(dist @ np.arange(dist.shape[1])) - truth[part])
+                ages, gender, _ = truth[part]
+                err = np.abs(np.round(dist @ np.arange(dist.shape[1])) - ages)
                 g = combine(outs, part, flip, "gender")
-                known = gender[part] >= 0
-                gacc = f"{((g[known] >= 0.5) == (gender[part][known] == 1)).mean():.3f}" if g is not None else "–"
+                known = gender >= 0
+                gacc = f"{((g[known] >= 0.5) == (gender[known] == 1)).mean():.3f}" if g is not None else "–"
                 cells += [f"{err.mean():.3f}", f"{(err <= 5).mean():.3f}", gacc]
                 if part == "val":
-                    pairs = "{:.3f} / {:.3f}".format(*pair_accuracy(dist, truth["val"]))
+                    pairs = "{:.3f} / {:.3f}".format(*pair_accuracy(dist, ages))
             rows.append(f"| {label} | {'on' if flip else 'off'} | " + " | ".join(cells) + f" | {pairs} |")
     return rows
 

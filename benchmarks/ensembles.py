@@ -47,6 +47,14 @@ def model_outputs(model_dir: str, records: list, split: dict, batch_size: int = 
     return out
 
 
+def truth_by_part(records: list, split: dict) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{part: (ages, genders, races)}`` of the val and test faces; -1 where a label is missing."""
+    def labels(idx, field):
+        return np.array([-1 if getattr(records[i], field) is None else getattr(records[i], field) for i in idx])
+
+    return {part: (np.array([records[i].age for i in split[part]], float), labels(split[part], "gender"), labels(split[part], "race")) for part in PARTS}
+
+
 def combine(outputs: list[dict], part: str, flip: bool, key: str) -> np.ndarray | None:
     views = ("plain", "flip") if flip else ("plain",)
     have = [o for o in outputs if f"{part}_plain_{key}" in o]
@@ -88,9 +96,7 @@ def main() -> None:
             if cached:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, **outputs[name])
-    truth = {part: (np.array([records[i].age for i in split[part]], float),
-                    np.array([-1 if records[i].gender is None else records[i].gender for i in split[part]]),
-                    np.array([-1 if records[i].race is None else records[i].race for i in split[part]])) for part in PARTS}
+    truth = truth_by_part(records, split)
     combos = [c for r in range(1, (args.max_members or len(names)) + 1) for c in itertools.combinations(names, r)]
     if args.whole_years:
         print_whole_years(outputs, combos, {part: t[0] for part, t in truth.items()})

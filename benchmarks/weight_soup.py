@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import read_split, split_parser
-from ensembles import combine, model_outputs
+from ensembles import combine, model_outputs, truth_by_part
 
 
 def weight_soup(model_dirs: list[str]):
@@ -41,13 +41,14 @@ def main() -> None:
         outputs = {"soup": model_outputs(out_dir, records, split)}
     outputs.update({f"m{i}": model_outputs(d, records, split) for i, d in enumerate(args.models)})
     members = [n for n in outputs if n != "soup"]
+    ages = {part: t[0] for part, t in truth_by_part(records, split).items()}
     print("| model | flip | val MAE | val CS@5 | test MAE | test CS@5 |\n|---|---|---:|---:|---:|---:|")
     for label, names in [*((n, [n]) for n in members), ("ensemble of the members", members), ("weight soup", ["soup"])]:
         for flip in (False, True):
             cells = []
             for part in ("val", "test"):
                 dist = combine([outputs[n] for n in names], part, flip, "dist")
-                err = np.abs(np.round(dist @ np.arange(dist.shape[1])) - np.array([records[i].age for i in split[part]], float))
+                err = np.abs(np.round(dist @ np.arange(dist.shape[1])) - ages[part])
                 cells += [f"{err.mean():.3f}", f"{(err <= 5).mean():.3f}"]
             print(f"| {label} | {'on' if flip else 'off'} | " + " | ".join(cells) + " |")
 
