@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATA ?= ../shared/data/utkface-part1
+DATA ?= ../shared/data/utkface
 
 .PHONY: install demo test clean
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-part1"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
 
 
 def split_parser(doc: str | None, split: str | None = "val") -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ Both are run with dlib's 68-point and 5-point shape predictors, since either can
 
 Usage::
 
-    .venv/bin/python benchmarks/calibrate_alignment.py [--n 200] [--data ../shared/data/utkface-part1]
+    .venv/bin/python benchmarks/calibrate_alignment.py [--n 200] [--data ../shared/data/utkface]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from faceage.inference.detect import UTKFACE_PADDING, FaceDetector  # noqa: E402
 
 SIZE = 200
 PADDINGS = (0.10, 0.15, 0.175, 0.20, 0.225, 0.25, 0.30, 0.40)
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface-part1"
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 
 
 def _models_dir() -> str:
@@ -164,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     files = sorted(glob.glob(str(args.data / "*.jpg")))
     if not files:
-        sys.exit(f"no UTKFace chips under {args.data}; this benchmark needs ../shared/data/utkface-part1")
+        sys.exit(f"no UTKFace chips under {args.data}; this benchmark needs ../shared/data/utkface")
     rng = np.random.default_rng(args.seed)
     files = [files[i] for i in rng.choice(len(files), min(args.n, len(files)), replace=False)]
 

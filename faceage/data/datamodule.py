@@ -56,7 +56,10 @@ class AgeDataModule(L.LightningDataModule):
         batch_size: per-process batch size.
         num_workers: loader worker processes.
         augment: training augmentation.
-        cache_images: keep decoded images in memory after first use.
+        cache_images: ``"disk"`` (default): decode each face once into the memory-mapped chip cache
+            (:mod:`faceage.data.chips`, reused by later runs, invalidated by file content); ``"memory"`` (or ``true``):
+            keep decoded chips in memory for this run; ``"none"`` (or ``false``): decode every time.
+        cache_dir: chip cache folder (default ``$FACEAGE_CACHE/chips`` or ``~/.cache/faceage/chips``).
         max_samples: use only this many records (seeded subsample) for quick runs; 0 = all.
         check_images: let readers open each file's header and report unreadable ones up front.
         train_splits: the splits whose faces train the model (default ``["train"]``). ``["train", "val"]`` refits a
@@ -67,7 +70,7 @@ class AgeDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: str = "utkface",
-        root: str = "../shared/data/utkface-part1",
+        root: str = "../shared/data/utkface",
         reader_kwargs: dict | None = None,
         split: SplitConfig | None = None,
         split_file: str | None = None,
@@ -76,7 +79,8 @@ class AgeDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         augment: AugmentConfig | None = None,
-        cache_images: bool = True,
+        cache_images: bool | str = "disk",
+        cache_dir: str | None = None,
         max_samples: int = 0,
         check_images: bool = True,
         train_splits: list[str] | None = None,
@@ -89,7 +93,9 @@ class AgeDataModule(L.LightningDataModule):
         self.test_dataset, self.test_root = test_dataset, test_root
         self.batch_size, self.num_workers = batch_size, num_workers
         self.augment = augment or AugmentConfig()
-        self.cache_images = cache_images
+        if str(cache_images) not in ("disk", "memory", "none", "True", "False"):
+            raise ValueError(f"data.cache_images must be 'disk', 'memory' or 'none', got {cache_images!r}")
+        self.cache_images, self.cache_dir = cache_images, cache_dir
         self.max_samples = max_samples
         self.check_images = check_images
         self.train_splits = list(train_splits or ["train"])
@@ -168,11 +174,12 @@ class AgeDataModule(L.LightningDataModule):
         if self.input_config is None:
             raise RuntimeError("AgeDataModule needs input_config (set by the model) before setup")
         eval_tf = build_eval_transform(self.input_config)
-        self.datasets["train"] = FaceDataset(self.training_records(), build_train_transform(self.input_config, self.augment), cache=self.cache_images)
+        cache = {"cache": self.cache_images, "cache_dir": self.cache_dir}
+        self.datasets["train"] = FaceDataset(self.training_records(), build_train_transform(self.input_config, self.augment), **cache)
         for name in ("val", "test"):
-            self.datasets[name] = FaceDataset(self.subset(name), eval_tf, cache=self.cache_images)
+            self.datasets[name] = FaceDataset(self.subset(name), eval_tf, **cache)
         if self.test_dataset:
-            self.datasets["test"] = FaceDataset(self._read(self.test_dataset, self.test_root or ""), eval_tf, cache=False)
+            self.datasets["test"] = FaceDataset(self._read(self.test_dataset, self.test_root or ""), eval_tf, cache="none")
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
         for name in wanted:
             self.datasets[name].preload()

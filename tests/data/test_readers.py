@@ -34,7 +34,7 @@ from faceage.data.readers import (
 
 EMPTY = "empty file (0 bytes)"
 NOT_IMAGE = "not an image (unrecognised format)"
-REAL_UTKFACE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "utkface-part1"
+REAL_UTKFACE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "utkface"
 
 
 def jpeg(path: Path, size: int = 24) -> Path:
@@ -186,9 +186,9 @@ def test_real_utkface_folder():
     if not REAL_UTKFACE.is_dir():
         pytest.skip(f"real UTKFace sample not found at {REAL_UTKFACE.resolve()} (shared data is optional)")
     files = sorted(p.name for p in REAL_UTKFACE.iterdir() if p.name.endswith(".jpg"))
-    assert len(files) == 7812
+    assert len(files) == 18977
     records, report = read_dataset("utkface", REAL_UTKFACE, check_images=True)
-    assert len(records) >= 7800, report.summary()
+    assert len(records) >= 18970, report.summary()
     got = by_name(records)
     # every well-formed name is labelled exactly as it reads
     full = re.compile(r"(\d+)_([01])_([0-4])_\d+\.jpg\.chip\.jpg")

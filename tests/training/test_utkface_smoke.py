@@ -1,4 +1,4 @@
-"""Smoke runs on the real shared data (../shared/data/utkface-part1); skipped, saying so, when it is absent."""
+"""Smoke runs on the real shared data (../shared/data/utkface); skipped, saying so, when it is absent."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from faceage.cli import main
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utkface-part1"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utkface"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared UTKFace data not found at {DATA}: real-data smoke test skipped")
 
 

@@ -1,0 +1,109 @@
+"""Training throughput: the network's own forward + backward against the whole training pipeline.
+
+Prints (and writes to ``benchmarks/train_throughput.json``) images/s for
+- ``network``: ``AgeModule``'s model on random tensors (forward, loss, backward, AdamW step), the cost floor;
+- ``pipeline``: ``faceage fit`` with a recipe on the shared data, steady state (the first ``--warmup`` batches
+  and the one-off data set-up are timed apart), validation off;
+and their ratio. Usage::
+
+    python benchmarks/train_throughput.py --config configs/default.yaml --batches 60 [overrides...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+OUT = Path(__file__).with_suffix(".json")
+
+
+class StepTimer(L.Callback):
+    """Wall time of training batches after ``warmup`` ones (data loading included: it is the gap between steps)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.t0, self.images, self.steps = warmup, None, 0, 0
+        self.setup_s = None
+        self._created = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.setup_s = time.perf_counter() - self._created
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.t0 = time.perf_counter()
+        elif batch_idx > self.warmup and batch is not None:
+            self.images += len(batch["age"])  # images of the batch before this one, same size
+            self.steps += 1
+
+    def rate(self) -> float:
+        return self.images / (time.perf_counter() - self.t0) if self.t0 and self.images else float("nan")
+
+
+def network_rate(module, batch_size: int, image_size: int, steps: int = 20) -> float:
+    model = module.model
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+    x = torch.randn(batch_size, 3, image_size, image_size)
+    ages = torch.randint(1, 90, (batch_size,)).float()
+    gender, race = torch.randint(0, 2, (batch_size,)), torch.randint(0, 5, (batch_size,))
+
+    def step() -> None:
+        out = model(x)
+        loss = model.loss(out, ages, gender, module.gender_weight, race, module.race_weight)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch_size * steps / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/default.yaml")
+    p.add_argument("--batches", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--label", default="now")
+    args, overrides = p.parse_known_args(argv)
+    from faceage.training.cli import FaceAgeCLI, TRAINER_DEFAULTS
+
+    timer = StepTimer(args.warmup)
+    cli = FaceAgeCLI(
+        L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        seed_everything_default=0, trainer_defaults=TRAINER_DEFAULTS, run=False, auto_configure_optimizers=False,
+        save_config_callback=None,
+        args=["--config", args.config, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(args.batches),
+              "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+              "--trainer.default_root_dir", "/tmp/faceage_throughput", "--model.early_stopping_patience", "0", *overrides],
+    )
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    pipeline = timer.rate()
+    data = cli.datamodule
+    net = network_rate(cli.model, data.batch_size, int(cli.model.model.input_config["image_size"]))
+    row = {
+        "label": args.label, "config": args.config, "overrides": overrides, "threads": torch.get_num_threads(),
+        "batch_size": data.batch_size, "num_workers": data.num_workers, "cache": data.datasets["train"].cache_mode, "train_faces": len(data.datasets["train"]),
+        "setup_s": round(timer.setup_s or float("nan"), 1), "pipeline_images_per_s": round(pipeline, 1),
+        "network_images_per_s": round(net, 1), "ratio": round(net / pipeline, 2),
+        "minutes_per_epoch": round(len(data.datasets["train"]) / pipeline / 60, 2),
+    }
+    print(json.dumps(row))
+    results = json.loads(OUT.read_text()) if OUT.exists() else []
+    results = [r for r in results if r.get("label") != args.label] + [row]
+    OUT.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
