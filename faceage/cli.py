@@ -35,7 +35,8 @@ def _predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.")
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): ONNX Runtime when the model directory has model.onnx (no torch import), else torch")
     p.add_argument("--output", default=None, help="CSV file to write (default: print to stdout)")
     p.add_argument("--annotate", default=None, metavar="DIR", help="write copies with boxes and ages drawn into DIR")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")

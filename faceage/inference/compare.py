@@ -74,7 +74,8 @@ class FaceComparer:
 
     Args:
         model: pair model or age model (directory / checkpoint); ``None`` for the bundled age model.
-        engine: ``torch`` or ``onnx`` (age models only).
+        engine: ``auto`` (ONNX Runtime when the age model directory has ``model.onnx``, else torch), ``torch`` or
+            ``onnx`` (age models only; pair models run with torch).
         detect: detect and align the largest face; ``False`` takes each image as an aligned face.
         detector: dlib detector, ``hog`` or ``cnn``.
         batch_size: images (or pairs) per forward pass.
@@ -86,7 +87,7 @@ class FaceComparer:
     def __init__(
         self,
         model: str | Path | None = None,
-        engine: str = "torch",
+        engine: str = "auto",
         detect: bool = True,
         detector: str = "hog",
         batch_size: int = 64,
@@ -99,7 +100,7 @@ class FaceComparer:
         self.age_scale = age_scale
         self.pair_model = None
         if is_pair_model(model):
-            if engine != "torch":
+            if engine not in ("auto", "torch"):
                 raise ValueError("pair models run with the torch engine only")
             import torch
 
@@ -155,7 +156,7 @@ class FaceComparer:
         if len(left) == 0:
             return np.zeros(0, dtype=np.float64)
         if self.pair_model is None:
-            from faceage.models.pairs import p_older_from_ages, p_older_from_distributions
+            from faceage.models.pair_scores import p_older_from_ages, p_older_from_distributions
 
             out = self._age_outputs(np.concatenate([left, right]))
             n = len(left)
@@ -247,7 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="CSV to write left,right,p_left_older (default: stdout)")
     p.add_argument("--root", default=None, help="folder the pair CSV's relative paths are relative to (default: the CSV's folder)")
     p.add_argument("--model", default=None, help="pair model or age model dir / .ckpt (default: the bundled age model, age-difference comparator)")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="engine for age models")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="engine for age models; auto (default): ONNX Runtime when the model directory has model.onnx, else torch")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--age-scale", type=float, default=2.0, help="years per logit unit for age models without a distribution")

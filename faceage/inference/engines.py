@@ -1,4 +1,5 @@
-"""Inference engines: PyTorch (any ``AgeModel``) and ONNX Runtime (an exported graph, no torch import).
+"""Inference engines: PyTorch (any ``AgeModel``) and ONNX Runtime (an exported graph, no torch import), and the
+``auto`` choice between them (:func:`resolve_engine`).
 
 Both take a float32 batch ``(B, 3, S, S)`` and return NumPy ``{"age": (B,), "distribution": (B, K)?,
 "gender_prob": (B,)?}``, with mirrored-image averaging when the model config asks for it (``tta_flip``).
@@ -12,6 +13,32 @@ from pathlib import Path
 import numpy as np
 
 ONNX_NAME = "model.onnx"
+ENGINES = ("auto", "torch", "onnx")
+
+
+def resolve_engine(model, engine: str = "auto") -> str:
+    """``"torch"`` or ``"onnx"`` for ``engine``; ``"auto"`` picks ONNX Runtime when ``model`` is a path to a
+    ``.onnx`` file or to a model directory holding ``model.onnx`` (``None``: the bundled model, which has one), and
+    PyTorch otherwise (a checkpoint, a model object, a directory without a graph).
+
+    On 2 cores, 500 aligned chips with the bundled model: torch 9.6 s and 1.07 GB peak RSS, onnx 1.8 s and 124 MB
+    (``/usr/bin/time -v faceage predict DIR --no-detect``), so ``auto`` is the default of ``faceage predict``."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    if model is None:
+        from faceage.models.pretrained import bundled_model_dir
+
+        model = bundled_model_dir()
+    if not isinstance(model, (str, Path)) and not hasattr(model, "__fspath__"):
+        return "torch"
+    path = Path(model)
+    if path.suffix == ".onnx" and path.is_file():
+        return "onnx"
+    if path.suffix == ".safetensors":
+        path = path.parent
+    return "onnx" if path.is_dir() and (path / ONNX_NAME).is_file() else "torch"
 
 
 class TorchEngine:

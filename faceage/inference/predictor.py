@@ -109,7 +109,9 @@ class Predictor:
 
     Args:
         model: model directory, ``.ckpt``, an ``AgeModel`` / ``AgeEnsemble``, or ``None`` for the bundled default model.
-        engine: ``"torch"`` or ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch).
+        engine: ``"torch"``, ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch) or
+            ``"auto"``: ONNX Runtime when the model directory has ``model.onnx``, else torch
+            (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
         batch_size: faces per forward pass.
@@ -121,12 +123,14 @@ class Predictor:
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
                  workers: int | None = None, threads: int | None = None, round_ages: bool | None = None) -> None:
-        if engine not in ("torch", "onnx"):
-            raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
+        from faceage.inference.engines import resolve_engine
+
+        engine = resolve_engine(model, engine)
         if model is None:
             from faceage.models.pretrained import bundled_model_dir
 
             model = bundled_model_dir()
+        self.engine_name = engine
         if engine == "onnx":
             from faceage.inference.engines import OnnxEngine
 

@@ -228,7 +228,10 @@ def test_expand_inputs_keeps_named_files_and_reports_dangling_links(image_zoo, t
     assert expand_inputs([image_zoo.extensionless[0], tmp_path / "x"]) == [str(image_zoo.extensionless[0]), str(tmp_path / "x")]
 
 
-def test_onnx_engine_does_not_import_torch(tiny_model_dir, image_zoo, tmp_path):
+@pytest.mark.parametrize("engine", [["--engine", "onnx"], []], ids=["onnx", "auto-default"])
+def test_onnx_engine_does_not_import_torch(engine, tiny_model_dir, image_zoo, tmp_path):
+    """``--engine onnx``, and the default ``auto`` on a model directory with ``model.onnx``: no torch import at all,
+    for ``predict`` and for ``compare`` (age-difference comparator)."""
     script = textwrap.dedent(
         """
         import sys
@@ -239,12 +242,36 @@ def test_onnx_engine_does_not_import_torch(tiny_model_dir, image_zoo, tmp_path):
         """
     )
     out_csv = tmp_path / "onnx.csv"
-    args = ["predict", str(image_zoo.valid["gray"][0]), str(image_zoo.valid["webp"][0]), "--model", str(tiny_model_dir), "--engine", "onnx", "--no-detect", *FAST, "--output", str(out_csv)]
+    a, b = str(image_zoo.valid["gray"][0]), str(image_zoo.valid["webp"][0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "LOADED [] RC 0" in proc.stdout, proc.stdout + proc.stderr
+    for args in (["predict", a, b, "--output", str(out_csv)], ["compare", a, b]):
+        argv = [*args, "--model", str(tiny_model_dir), *engine, "--no-detect", *FAST]
+        proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "LOADED [] RC 0" in proc.stdout, proc.stdout + proc.stderr
     assert len(read_csv(out_csv)) == 2
+
+
+def test_auto_engine_picks_onnx_when_the_model_has_a_graph(tiny_model_dir, tmp_path):
+    import shutil
+
+    from faceage.inference.engines import OnnxEngine, TorchEngine, resolve_engine
+    from faceage.models.age_model import load_model
+
+    no_graph = tmp_path / "no_graph"
+    shutil.copytree(tiny_model_dir, no_graph)
+    (no_graph / "model.onnx").unlink()
+    assert resolve_engine(tiny_model_dir) == resolve_engine(str(tiny_model_dir / "model.onnx")) == "onnx"
+    assert resolve_engine(tiny_model_dir / "model.safetensors") == "onnx"
+    assert resolve_engine(no_graph) == resolve_engine(str(no_graph)) == "torch"
+    assert resolve_engine(tiny_model_dir, "torch") == "torch" and resolve_engine(no_graph, "onnx") == "onnx"
+    assert resolve_engine(None) == "onnx"  # the bundled model ships model.onnx
+    with pytest.raises(ValueError, match="engine must be one of"):
+        resolve_engine(tiny_model_dir, "tensorrt")
+    assert isinstance(Predictor(tiny_model_dir, engine="auto", detect=False, threads=1).engine, OnnxEngine)
+    assert isinstance(Predictor(no_graph, engine="auto", detect=False, threads=1).engine, TorchEngine)
+    assert isinstance(Predictor(load_model(no_graph), engine="auto", detect=False, threads=1).engine, TorchEngine)
+    assert Predictor(tiny_model_dir, engine="auto", detect=False, threads=1).engine_name == "onnx"
 
 
 def test_onnx_engine_with_a_command_line_over_32_kib(tiny_model_dir, image_zoo, tmp_path):
