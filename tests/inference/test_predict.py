@@ -60,8 +60,10 @@ def test_cli_folder_with_good_and_bad_files(image_zoo, tiny_model_dir, tmp_path,
     argv = ["predict", str(image_zoo.root), str(image_zoo.extensionless[0]), str(missing), "--model", str(tiny_model_dir), "--no-detect", *FAST, "--output", str(out_csv), "--annotate", str(ann)]
     rc = main(argv)
     err = capsys.readouterr().err
-    assert rc == 1, err
+    assert rc == 0, err  # the run completed: bad files get their error lines, the exit status stays 0
     assert "Traceback" not in err
+    assert main([*argv, "--strict"]) == 1  # --strict: any failed file fails the run
+    capsys.readouterr()
 
     valid = {str(p): size for p, size in image_zoo.valid.values()}
     valid[str(image_zoo.extensionless[0])] = image_zoo.extensionless[1]
@@ -106,8 +108,12 @@ def test_cli_stdout_and_exit_codes(image_zoo, tiny_model_dir, tmp_path, capsys):
 
     empty = tmp_path / "empty_folder"
     empty.mkdir()
-    assert main(["predict", str(empty), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 1
+    assert main(["predict", str(empty), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 2
     assert "no image files found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 0
+    assert "file not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--model", str(tiny_model_dir), "--no-detect", *FAST, "--strict"]) == 1
+    capsys.readouterr()
 
     assert main(["predict", *good, "--model", str(tmp_path / "no_model"), "--no-detect", *FAST]) == 2
     broken = tmp_path / "broken_model"
