@@ -35,14 +35,15 @@ EXIT_CODES = """exit status: 0 the run completed, also when some files had no fa
 or output file, no input images)."""
 
 
-def add_run_options(p: argparse.ArgumentParser, what: str = "files") -> None:
+def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: bool = True) -> None:
     """Output, resume, exit-status and progress options shared by ``predict`` and ``compare``."""
     p.add_argument("--output", default=None, help="file to write (default or '-': stdout)")
     p.add_argument("--format", choices=["csv", "jsonl", "parquet"], default=None,
                    help="output format (default: from the --output extension .csv/.jsonl/.parquet, else csv). CSV text "
                         "cells starting with = + - @ get a leading ' (no spreadsheet formulas); bytes of a file name "
                         "that are not UTF-8 are written as \\xNN")
-    p.add_argument("--resume", action="store_true", help=f"keep the rows already in --output and skip the {what} they cover")
+    if resume:
+        p.add_argument("--resume", action="store_true", help=f"keep the rows already in --output and skip the {what} they cover")
     p.add_argument("--strict", action="store_true", help=f"exit 1 when any of the {what} failed")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line (errors are still printed)")
