@@ -63,6 +63,8 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")
     return p
@@ -103,7 +105,7 @@ def predict_main(argv: list[str]) -> int:
         return 2
     predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
                                batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                               round_ages=False if args.fractional_ages else None)
+                               round_ages=False if args.fractional_ages else None, device=args.device)
     if predictor is None:
         return 2
     annotate_dir = Path(args.annotate) if args.annotate else None

@@ -88,6 +88,7 @@ class FaceComparer:
         workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         threads: intra-op threads of the engine.
         age_scale: years per logit unit when an age model gives no distribution.
+        device: ``cpu`` or ``cuda`` (see :class:`faceage.inference.predictor.Predictor`).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class FaceComparer:
         workers: int | None = None,
         threads: int | None = None,
         age_scale: float = 2.0,
+        device: str = "cpu",
     ) -> None:
         self.batch_size = max(1, batch_size)
         self.workers = default_workers(detect) if workers is None else max(1, workers)
@@ -112,14 +114,21 @@ class FaceComparer:
 
             from faceage.models.pairs import load_pair_model
 
+            from faceage.inference.engines import check_device
+
+            check_device(device)
+            if device == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"--device cuda: CUDA is not available to torch {torch.__version__} here; use --device cpu")
             if threads:
                 torch.set_num_threads(threads)
-            self.pair_model = load_pair_model(model).eval()
+            self.device = device
+            self.pair_model = load_pair_model(model).eval().to(device)
             self.kind = self.pair_model.kind
             self.prepper: Predictor = _ChipPreparer(self.pair_model.input_config, detect, detector, batch_size, self.workers)
         else:
             self.prepper = Predictor(
-                model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=self.workers, threads=threads
+                model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=self.workers, threads=threads,
+                device=device,
             )
             self.kind = "age_difference"
         # (path, detect, detector) -> the engine's age outputs for that face, or its ImageLoadError: each distinct
@@ -204,9 +213,9 @@ class FaceComparer:
         probs = []
         with torch.inference_mode():
             for i in range(0, len(left), self.batch_size):
-                lt = torch.from_numpy(np.ascontiguousarray(left[i : i + self.batch_size]))
-                rt = torch.from_numpy(np.ascontiguousarray(right[i : i + self.batch_size]))
-                probs.append(self.pair_model.predict_proba(lt, rt).double().numpy())
+                lt = torch.from_numpy(np.ascontiguousarray(left[i : i + self.batch_size])).to(self.device)
+                rt = torch.from_numpy(np.ascontiguousarray(right[i : i + self.batch_size])).to(self.device)
+                probs.append(self.pair_model.predict_proba(lt, rt).double().cpu().numpy())
         return np.concatenate(probs)
 
     def compare_files(self, left: str, right: str) -> float:
@@ -325,6 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
     return p
 
 
@@ -407,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     comparer = load_or_report(
         FaceComparer, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
         batch_size=args.batch_size, workers=args.workers, threads=args.threads, age_scale=args.age_scale,
+        device=args.device,
     )
     if comparer is None:
         return 2

@@ -119,13 +119,16 @@ class Predictor:
         threads: intra-op threads of the engine (default: library default).
         round_ages: report whole-year ages (default: the model config's ``round_ages``); ``False`` gives the
             expected age unrounded.
+        device: ``"cpu"`` or ``"cuda"`` (torch on the GPU, or onnxruntime's CUDAExecutionProvider); ``ValueError``
+            with one line when CUDA is not available.
     """
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
-                 workers: int | None = None, threads: int | None = None, round_ages: bool | None = None) -> None:
+                 workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
+                 device: str = "cpu") -> None:
         from faceage.inference.engines import resolve_engine
 
-        engine = resolve_engine(model, engine)
+        engine = resolve_engine(model, engine, device)
         if model is None:
             from faceage.models.pretrained import bundled_model_dir
 
@@ -136,13 +139,13 @@ class Predictor:
 
             if not isinstance(model, (str, os.PathLike)):
                 raise ValueError("the onnx engine needs a model directory holding model.onnx")
-            self.engine = OnnxEngine(model, threads=threads)
+            self.engine = OnnxEngine(model, threads=threads, device=device)
         else:
             from faceage.inference.engines import TorchEngine
             from faceage.models.age_model import load_model
 
             loaded = model if hasattr(model, "decode") else load_model(model)  # an AgeModel / AgeEnsemble object, or a path
-            self.engine = TorchEngine(loaded, threads=threads)
+            self.engine = TorchEngine(loaded, device=device, threads=threads)
         self.config = self.engine.config
         self.input_config = self.config["input"]
         self.round_ages = bool(self.config.get("round_ages", False)) if round_ages is None else bool(round_ages)

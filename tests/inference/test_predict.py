@@ -374,3 +374,43 @@ def test_default_workers_follow_the_work(tiny_model_dir, monkeypatch):
     assert Predictor(str(tiny_model_dir), detect=False).workers == 1
     assert Predictor(str(tiny_model_dir), detect=True).workers == 2
     assert Predictor(str(tiny_model_dir), detect=False, workers=3).workers == 3
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_device_cuda_without_cuda_is_one_clear_line(tiny_model_dir, image_zoo, capsys):
+    from faceage.inference.engines import onnx_cuda_available
+
+    good = str(image_zoo.valid["gray"][0])
+    if not _torch_cuda():
+        assert main(["predict", good, "--model", str(tiny_model_dir), "--no-detect", *FAST, "--device", "cuda", "--engine", "torch"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error: ") == 1 and "CUDA is not available" in err and "Traceback" not in err
+    if not onnx_cuda_available():
+        assert main(["predict", good, "--model", str(tiny_model_dir), "--no-detect", *FAST, "--device", "cuda", "--engine", "onnx"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error: ") == 1 and "no CUDAExecutionProvider" in err
+        if not _torch_cuda():  # auto falls back to torch for cuda, which has none either
+            assert main(["compare", good, good, "--model", str(tiny_model_dir), *FAST, "--device", "cuda"]) == 2
+            assert "CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="device must be one of"):
+        Predictor(str(tiny_model_dir), detect=False, device="tpu")
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_cuda_gives_the_cpu_results(engine, tiny_model_dir, image_zoo):
+    from faceage.inference.engines import onnx_cuda_available
+
+    if engine == "torch" and not _torch_cuda():
+        pytest.skip("CUDA not available to torch here (no GPU or a CPU-only build): --device cuda untested")
+    if engine == "onnx" and not onnx_cuda_available():
+        pytest.skip("onnxruntime has no CUDAExecutionProvider here (needs onnxruntime-gpu and a GPU): --device cuda untested")
+    files = [str(image_zoo.valid[k][0]) for k in ("gray", "cmyk", "webp")]
+    cpu = [r.faces[0] for r in Predictor(str(tiny_model_dir), engine=engine, detect=False, threads=1).predict_files(files)]
+    gpu = [r.faces[0] for r in Predictor(str(tiny_model_dir), engine=engine, detect=False, device="cuda").predict_files(files)]
+    for a, b in zip(cpu, gpu):
+        assert abs(a.age - b.age) < 1e-3 and abs(a.gender_p - b.gender_p) < 1e-3
