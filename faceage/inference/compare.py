@@ -323,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
                "run (bad arguments, model, pair file or output, no pairs).")
     p.add_argument("images", nargs="*", help="two images: LEFT RIGHT")
     p.add_argument("--pairs", default=None, help="CSV of pairs 'left,right[,label]' (relative paths: relative to the CSV)")
-    add_run_options(p, what="rows", resume=False)
+    add_run_options(p, what="rows")
     p.add_argument("--root", default=None, help="folder the pair CSV's relative paths are relative to (default: the CSV's folder)")
     p.add_argument("--model", default=None, help="pair model or age model dir / .ckpt (default: the bundled age model, age-difference comparator)")
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
@@ -370,10 +370,21 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
         return 2
     columns = [Column("left"), Column("right"), Column("p_left_older", "float", "{:.4f}".format)]
     try:
-        out = RowWriter(args.output, columns, fmt=args.format)
+        out = RowWriter(args.output, columns, fmt=args.format, resume=args.resume, key=("left", "right"))
     except OutputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    n_skipped = 0
+    if args.resume:  # a pair already written is skipped as often as it is there (a pair file may repeat a pair)
+        left_over, todo = out.done_counts.copy(), []
+        for r in rows:
+            key = out.key_of(r.left, r.right)
+            if r.error is None and left_over[key] > 0:
+                left_over[key] -= 1
+                n_skipped += 1
+            else:
+                todo.append(r)
+        rows = todo
     n_ok = n_failed = 0
     bar = progress_bar(len(rows), "pair", progress_wanted(args.progress, args.quiet), "compare")
     try:
@@ -393,7 +404,8 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
         out.close()
     if not args.quiet:
         where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
-        print(f"summary: {n_ok} pairs ok, {n_failed} failed ({comparer.kind}){where}", file=sys.stderr)
+        skipped = f", {n_skipped} skipped (already in {args.output})" if args.resume else ""
+        print(f"summary: {n_ok} pairs ok, {n_failed} failed{skipped} ({comparer.kind}){where}", file=sys.stderr)
     return 1 if args.strict and n_failed else 0
 
 
@@ -410,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.resume and (args.pairs is None or args.output in (None, "-")):
+        parser.error("--resume needs --pairs and --output FILE")
     if args.pairs is not None and not Path(args.pairs).is_file():
         print(f"error: {args.pairs}: pair file not found", file=sys.stderr)
         return 2

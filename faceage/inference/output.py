@@ -13,7 +13,8 @@
   only, at most followed by a partial last line; the file is ``fsync``-ed at most every 10 seconds
   (:data:`FSYNC_SECONDS`) and at the end, which bounds what a power loss can take. Memory stays constant.
 * **Resume** (``resume=True``): the existing file is read, a trailing partial line is cut off, its key column
-  values are in :attr:`RowWriter.done` and new rows are appended, so inputs already there can be skipped.
+  values are in :attr:`RowWriter.done` (and how often each: :attr:`RowWriter.done_counts`; a key of several
+  columns gives tuples) and new rows are appended, so inputs already there can be skipped.
 * **Parquet** (needs ``pyarrow``): rows are written in row groups of :data:`PARQUET_ROW_GROUP` to a temporary file
   beside the target, renamed onto it at the end; a killed run leaves the previous file (or none), never a broken
   one. ``resume`` copies the previous file's rows first. Parquet cannot go to stdout.
@@ -35,6 +36,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +101,7 @@ class RowWriter:
         columns: the columns, in order.
         fmt: ``csv``, ``jsonl`` or ``parquet``; ``None``: from the extension (:func:`output_format`).
         resume: keep the rows already in ``target`` and append; their ``key`` values are in :attr:`done`.
-        key: the column that names an input (needed with ``resume``).
+        key: the column that names an input (needed with ``resume``), or several (``("left", "right")``).
 
     Raises:
         OutputError: the file cannot be created, is not resumable (other columns, not the format), or parquet
@@ -107,22 +109,23 @@ class RowWriter:
     """
 
     def __init__(self, target: str | os.PathLike | None, columns: Sequence[Column], fmt: str | None = None,
-                 resume: bool = False, key: str | None = None) -> None:
+                 resume: bool = False, key: str | Sequence[str] | None = None) -> None:
         self.stdout = target is None or str(target) == "-"
         self.path = None if self.stdout else Path(target)
         self.format = output_format(target, fmt)
         self.columns = list(columns)
         self.names = [c.name for c in self.columns]
         self.key = key
-        self.done: set[str] = set()
+        self.key_columns = () if key is None else (key,) if isinstance(key, str) else tuple(key)
+        self.done_counts: Counter = Counter()  # stored key value -> rows with it already in the file
         self.rows_written = 0
         self._fd: int | None = None
         self._last_sync = time.monotonic()
         self._parquet = None
         if resume and (self.stdout or key is None):
             raise OutputError("--resume needs --output FILE (rows already there are skipped)")
-        if key is not None and key not in self.names:
-            raise ValueError(f"key {key!r} is not one of the columns {self.names}")
+        if any(k not in self.names for k in self.key_columns):
+            raise ValueError(f"key {key!r} is not among the columns {self.names}")
         if self.format == "parquet":
             self._open_parquet(resume)
         elif not self.stdout:
@@ -136,9 +139,19 @@ class RowWriter:
         text = escape_text(value)
         return neutralise_formula(text) if self.format == "csv" else text
 
-    def key_of(self, value: Any) -> str:
-        """The stored form of a key value, to test ``writer.key_of(path) in writer.done``."""
-        return self.text(value)
+    @property
+    def done(self) -> set:
+        """The key values of the rows already in the file (``resume``)."""
+        return set(self.done_counts)
+
+    def key_of(self, *values: Any) -> str | tuple[str, ...]:
+        """The stored form of a key value (one per key column), to test ``writer.key_of(path) in writer.done``."""
+        stored = tuple(self.text(v) for v in values)
+        return stored[0] if len(stored) == 1 else stored
+
+    def _add_done(self, values: Sequence[Any]) -> None:
+        if all(v is not None for v in values):
+            self.done_counts[values[0] if len(values) == 1 else tuple(values)] += 1
 
     def _csv_cell(self, column: Column, value: Any) -> str:
         if value is None:
@@ -192,8 +205,10 @@ class RowWriter:
             if header != self.names:
                 self._close_fd()
                 raise OutputError(f"{self.path}: cannot resume: its columns are {','.join(header)}, not {','.join(self.names)}")
-            i = self.names.index(self.key)
-            self.done.update(row[i] for row in rows if len(row) > i)
+            index = [self.names.index(k) for k in self.key_columns]
+            for row in rows:
+                if len(row) == len(self.names):
+                    self._add_done([row[i] for i in index])
             return
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -203,8 +218,8 @@ class RowWriter:
             except json.JSONDecodeError:
                 self._close_fd()
                 raise OutputError(f"{self.path}: cannot resume: line {n} is not JSON") from None
-            if isinstance(row, dict) and row.get(self.key) is not None:
-                self.done.add(str(row[self.key]))
+            if isinstance(row, dict):
+                self._add_done([None if row.get(k) is None else str(row[k]) for k in self.key_columns])
 
     def _emit(self, text: str) -> None:
         data = text.encode("utf-8")
@@ -263,7 +278,9 @@ class RowWriter:
             if previous is not None:
                 for batch in previous.iter_batches(batch_size=PARQUET_ROW_GROUP):
                     self._parquet.write_table(pa.Table.from_batches([batch]).cast(self._schema))
-                    self.done.update(str(v) for v in batch.column(self.names.index(self.key)).to_pylist() if v is not None)
+                    keys = [batch.column(self.names.index(k)).to_pylist() for k in self.key_columns]
+                    for values in zip(*keys):
+                        self._add_done([None if v is None else str(v) for v in values])
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write the output ({e.strerror or e})") from None
 

@@ -176,3 +176,24 @@ def test_argument_and_model_errors(faces, tiny_model_dir, tmp_path, capsys, monk
     monkeypatch.setenv("FACEAGE_MODEL", str(tiny_model_dir))  # the "bundled" default model
     assert main(["compare", str(paths[0]), str(paths[1]), *FAST]) == 0
     assert "(age_difference)" in capsys.readouterr().out
+
+
+def test_resume_skips_the_pairs_already_written(faces, tiny_model_dir, tmp_path, capsys):
+    """A repeated pair is skipped as often as it is already in the output; a cut-off last line is dropped."""
+    root, paths = faces
+    pairs = root / "resume.csv"
+    names = [f"faces/{p.name}" for p in paths]
+    rows = [(names[0], names[1]), (names[2], names[3]), (names[0], names[1]), (names[4], names[5]), (names[1], names[2])]
+    pairs.write_text("".join(f"{a},{b}\n" for a, b in rows))
+    out = tmp_path / "o.csv"
+    args = ["compare", "--pairs", str(pairs), "--output", str(out), "--model", str(tiny_model_dir), *FAST]
+    assert main(args) == 0
+    full = out.read_text().splitlines()
+    out.write_text("\r\n".join(full[:3]) + "\r\n" + full[3][:5])  # header + 2 rows + half a row
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert "summary: 3 pairs ok, 0 failed, 2 skipped" in capsys.readouterr().err
+    assert out.read_text().splitlines() == full  # the same rows in the same order, each once
+    with pytest.raises(SystemExit):
+        main(["compare", "--pairs", str(pairs), "--resume", "--model", str(tiny_model_dir), *FAST])
+    assert "--resume needs --pairs and --output FILE" in capsys.readouterr().err
