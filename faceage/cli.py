@@ -95,7 +95,7 @@ def predict_main(argv: list[str]) -> int:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     if args.resume and args.output in (None, "-"):
         parser.error("--resume needs --output FILE")
-    from faceage.inference.output import PREDICT_COLUMNS, OutputError, RowWriter, prediction_rows
+    from faceage.inference.output import PREDICT_COLUMNS, OutputError, RowWriter, escape_text, prediction_rows
     from faceage.inference.predictor import Predictor, expand_inputs
     from faceage.inference.progress import progress_bar, progress_wanted, say
 
@@ -135,7 +135,7 @@ def predict_main(argv: list[str]) -> int:
             bar.update(1)
             if result.error:
                 n_failed += 1
-                say(f"error: {result.path}: {result.error}")
+                say(f"error: {escape_text(result.path)}: {result.error}")  # one visible line, whatever the name
                 continue
             n_ok += 1
             n_faces += len(result.faces)
@@ -148,7 +148,7 @@ def predict_main(argv: list[str]) -> int:
                 try:
                     annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
                 except (ImageLoadError, OSError) as e:
-                    say(f"warning: {result.path}: annotated image not written ({e})")
+                    say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
     except OSError as e:
         bar.close()
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)

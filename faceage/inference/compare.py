@@ -357,7 +357,7 @@ def _compare_two(comparer: FaceComparer, left: str, right: str) -> int:
 
 def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
     from faceage.data.pair_csv import read_pair_csv
-    from faceage.inference.output import Column, OutputError, RowWriter
+    from faceage.inference.output import Column, OutputError, RowWriter, escape_text
     from faceage.inference.progress import progress_bar, progress_wanted, say
 
     try:
@@ -392,7 +392,7 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
             bar.update(1)
             if result.error is not None:
                 n_failed += 1
-                say(f"error: row {result.row}: {result.error}")
+                say(f"error: row {result.row}: {escape_text(result.error)}")
                 continue
             n_ok += 1
             out.write([{"left": result.left, "right": result.right, "p_left_older": result.p_left_older}])

@@ -88,6 +88,16 @@ def test_awkward_file_names_never_crash_and_no_row_is_lost(fmt, awkward_names, t
     assert all(0 <= a <= 110 for a in ages)
 
 
+def test_bad_file_with_an_awkward_name_is_one_visible_error_line(awkward_names, tiny_model_dir, tmp_path, capsys):
+    with open(os.path.join(os.fsencode(awkward_names), b"broken\xfe\n.jpg"), "wb") as f:
+        f.write(b"not an image")
+    out = tmp_path / "o.csv"
+    assert main(["predict", str(awkward_names), "--model", str(tiny_model_dir), *FAST, "--output", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("error: ")] == [f"error: {awkward_names}/broken\\xfe\\x0a.jpg: not an image (unrecognised format)"]
+    assert len(read_csv(out)) == 5 and err[-1].startswith("summary: 5 ok, 1 failed")
+
+
 def test_formula_cell_in_csv_gets_a_quote(tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # relative names: the cell starts with the name itself
     for name in ("=HYPERLINK(1).png", "@x.png", "ok.png"):
