@@ -6,6 +6,7 @@ Imports are deferred to the chosen command so that ``faceage predict --engine on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -149,13 +150,15 @@ def predict_main(argv: list[str]) -> int:
                     annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
                 except (ImageLoadError, OSError) as e:
                     say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
+        out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
         bar.close()
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)
         return 2
     finally:
         bar.close()
-        out.close()
+        with contextlib.suppress(OSError):
+            out.close()  # no-op after a clean close
     if not args.quiet:
         where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
         where += f"; annotated images: {annotate_dir}" if annotate_dir else ""

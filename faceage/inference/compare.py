@@ -22,6 +22,7 @@ no pairs. Relative paths in a pair CSV are relative to the CSV's folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -396,12 +397,15 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
                 continue
             n_ok += 1
             out.write([{"left": result.left, "right": result.right, "p_left_older": result.p_left_older}])
+        out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
+        bar.close()
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)
         return 2
     finally:
         bar.close()
-        out.close()
+        with contextlib.suppress(OSError):
+            out.close()  # no-op after a clean close
     if not args.quiet:
         where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
         skipped = f", {n_skipped} skipped (already in {args.output})" if args.resume else ""

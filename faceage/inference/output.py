@@ -118,6 +118,7 @@ class RowWriter:
         self.key = key
         self.key_columns = () if key is None else (key,) if isinstance(key, str) else tuple(key)
         self.done_counts: Counter = Counter()  # stored key value -> rows with it already in the file
+        self._done: frozenset | None = None
         self.rows_written = 0
         self._fd: int | None = None
         self._last_sync = time.monotonic()
@@ -140,9 +141,11 @@ class RowWriter:
         return neutralise_formula(text) if self.format == "csv" else text
 
     @property
-    def done(self) -> set:
-        """The key values of the rows already in the file (``resume``)."""
-        return set(self.done_counts)
+    def done(self) -> frozenset:
+        """The key values of the rows that were in the file when it was opened (``resume``)."""
+        if self._done is None:
+            self._done = frozenset(self.done_counts)
+        return self._done
 
     def key_of(self, *values: Any) -> str | tuple[str, ...]:
         """The stored form of a key value (one per key column), to test ``writer.key_of(path) in writer.done``."""
