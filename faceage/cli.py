@@ -221,16 +221,31 @@ def prepare_main(argv: list[str]) -> int:
     p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
     p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from faceage.data.prepare import prepare_images
     from faceage.inference.detect import UTKFACE_PADDING
     from faceage.inference.predictor import expand_inputs
+    from faceage.inference.progress import progress_bar, progress_wanted
 
-    report = prepare_images(
-        expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
-        padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
-        root=args.root,
-    )
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first image: the cached chips count as done already
+            bar = progress_bar(total, "image", progress_wanted(args.progress, args.quiet), "prepare")
+        bar.update(done - bar.n)
+
+    try:
+        report = prepare_images(
+            expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
+            padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
+            root=args.root, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     print(report.summary())
     return 0
 

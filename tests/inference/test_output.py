@@ -245,3 +245,16 @@ def test_progress_bar_on_request_and_quiet(awkward_names, tiny_model_dir, tmp_pa
     assert "predict: 100%" in err and "5/5" in err and "face/s" in err, err
     assert main([*args, "--progress", "--quiet"]) == 0
     assert capsys.readouterr().err == ""  # quiet: no bar, no summary (errors would still print)
+
+
+def test_prepare_shows_progress_on_request(tmp_path, capsys):
+    src = tmp_path / "raw"
+    src.mkdir()
+    rng = __import__("numpy").random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype="uint8")).save(src / f"{i}.jpg")
+    assert main(["prepare", str(src), str(tmp_path / "chips"), "--workers", "1", "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "prepare: 100%" in err and "4/4" in err, err
+    assert main(["prepare", str(src), str(tmp_path / "chips2"), "--workers", "1"]) == 0
+    assert "prepare:" not in capsys.readouterr().err  # stderr is no terminal here
