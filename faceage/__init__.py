@@ -7,7 +7,7 @@ Public API::
     faces = predictor.predict("photo.jpg")   # list[FaceResult]
 """
 
-__version__ = "0.1.0"
+from faceage._version import __version__
 
 
 def __getattr__(name: str):

@@ -6,7 +6,7 @@ Imports are deferred to the chosen command so that ``faceage predict --engine on
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import sys
 from pathlib import Path
 
@@ -28,21 +28,44 @@ commands:
   explain    Grad-CAM heatmap of the age output
   serve      Gradio web app
   push       upload a saved model to the Hugging Face Hub
-run 'faceage COMMAND --help' for a command's options"""
+run 'faceage COMMAND --help' for a command's options; 'faceage --version' prints the version"""
+
+
+EXIT_CODES = """exit status: 0 the run completed, also when some files had no face or could not be read (each gets an
+'error: FILE: problem' line on stderr); 1 with --strict when any file failed; 2 a failed run (bad arguments, model
+or output file, no input images)."""
+
+
+def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: bool = True) -> None:
+    """Output, resume, exit-status and progress options shared by ``predict`` and ``compare``."""
+    p.add_argument("--output", default=None, help="file to write (default or '-': stdout)")
+    p.add_argument("--format", choices=["csv", "jsonl", "parquet"], default=None,
+                   help="output format (default: from the --output extension .csv/.jsonl/.parquet, else csv). CSV text "
+                        "cells starting with = + - @ get a leading ' (no spreadsheet formulas); bytes of a file name "
+                        "that are not UTF-8 are written as \\xNN")
+    if resume:
+        p.add_argument("--resume", action="store_true", help=f"keep the rows already in --output and skip the {what} they cover")
+    p.add_argument("--strict", action="store_true", help=f"exit 1 when any of the {what} failed")
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line (errors are still printed)")
 
 
 def _predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.")
+    p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.",
+                                epilog=EXIT_CODES)
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--output", default=None, help="CSV file to write (default: print to stdout)")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): ONNX Runtime when the model directory has model.onnx (no torch import), else torch")
+    add_run_options(p)
     p.add_argument("--annotate", default=None, metavar="DIR", help="write copies with boxes and ages drawn into DIR")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")
     return p
@@ -63,35 +86,40 @@ def load_or_report(factory, model, **kwargs):
 
 
 def predict_main(argv: list[str]) -> int:
-    """Exit status: 0 all images ok, 1 some failed (or none found), 2 bad arguments / model / output."""
+    """Exit status: 0 the run completed (some files may have failed), 1 some failed with ``--strict``, 2 bad
+    arguments / model / output / no input images."""
     parser = _predict_parser()
     args = parser.parse_args(argv)
     for option in ("batch_size", "workers", "threads"):
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    from faceage.inference.predictor import Predictor, format_age
+    if args.resume and args.output in (None, "-"):
+        parser.error("--resume needs --output FILE")
+    from faceage.inference.output import PREDICT_COLUMNS, OutputError, RowWriter, escape_text, prediction_rows
+    from faceage.inference.predictor import Predictor, expand_inputs
+    from faceage.inference.progress import progress_bar, progress_wanted, say
 
+    files = expand_inputs(args.paths)
+    if not files:
+        print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
     predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
                                batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                               round_ages=False if args.fractional_ages else None)
+                               round_ages=False if args.fractional_ages else None, device=args.device)
     if predictor is None:
         return 2
     annotate_dir = Path(args.annotate) if args.annotate else None
     try:
-        out_file = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        out = RowWriter(args.output, PREDICT_COLUMNS, fmt=args.format, resume=args.resume, key="file")
         if annotate_dir:
             annotate_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
+    except (OutputError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    writer = csv.writer(out_file)
-    writer.writerow(CSV_COLUMNS)
+    todo = [f for f in files if out.key_of(f) not in out.done] if args.resume else files
     n_ok = n_failed = n_faces = 0
     used_names: set[str] = set()
-
-    def num(value, fmt: str) -> str:
-        return "" if value is None else format(value, fmt)
 
     def annotate_target(source: str) -> Path:
         # DIR/<stem>.jpg, made unique when inputs share a stem (a.jpg and a.png, or the same name in subfolders)
@@ -102,17 +130,17 @@ def predict_main(argv: list[str]) -> int:
         used_names.add(name.lower())
         return annotate_dir / name
 
+    bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), "predict")
     try:
-        for result in predictor.predict_files(args.paths):
+        for result in predictor.predict_files(todo):
+            bar.update(1)
             if result.error:
                 n_failed += 1
-                print(f"error: {result.path}: {result.error}", file=sys.stderr)
+                say(f"error: {escape_text(result.path)}: {result.error}")  # one visible line, whatever the name
                 continue
             n_ok += 1
-            for f in result.faces:
-                n_faces += 1
-                writer.writerow([result.path, f.face, format_age(f.age), num(f.age_low, "g"), num(f.age_high, "g"), f.gender or "", num(f.gender_p, ".4f"),
-                                 f.race or "", num(f.race_p, ".4f"), *f.box])
+            n_faces += len(result.faces)
+            out.write(prediction_rows(result))  # the file's rows as one unit: all written, or none
             if annotate_dir:
                 from faceage.data.images import ImageLoadError, load_image
                 from faceage.inference.annotate import annotate
@@ -121,18 +149,22 @@ def predict_main(argv: list[str]) -> int:
                 try:
                     annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
                 except (ImageLoadError, OSError) as e:
-                    print(f"warning: {result.path}: annotated image not written ({e})", file=sys.stderr)
+                    say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
+        out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
+    except OSError as e:
+        bar.close()
+        print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)
+        return 2
     finally:
-        if args.output:
-            out_file.close()
-        else:
-            out_file.flush()
-    if n_ok + n_failed == 0:
-        print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
-    where = f"; CSV: {args.output}" if args.output else ""
-    where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
-    print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{where}", file=sys.stderr)
-    return 0 if n_failed == 0 and n_ok > 0 else 1
+        bar.close()
+        with contextlib.suppress(OSError):
+            out.close()  # no-op after a clean close
+    if not args.quiet:
+        where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
+        where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
+        skipped = f", {len(files) - len(todo)} skipped (already in {args.output})" if args.resume else ""
+        print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{skipped}{where}", file=sys.stderr)
+    return 1 if args.strict and n_failed else 0
 
 
 def export_main(argv: list[str]) -> int:
@@ -189,16 +221,31 @@ def prepare_main(argv: list[str]) -> int:
     p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
     p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from faceage.data.prepare import prepare_images
     from faceage.inference.detect import UTKFACE_PADDING
     from faceage.inference.predictor import expand_inputs
+    from faceage.inference.progress import progress_bar, progress_wanted
 
-    report = prepare_images(
-        expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
-        padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
-        root=args.root,
-    )
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first image: the cached chips count as done already
+            bar = progress_bar(total, "image", progress_wanted(args.progress, args.quiet), "prepare")
+        bar.update(done - bar.n)
+
+    try:
+        report = prepare_images(
+            expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
+            padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
+            root=args.root, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     print(report.summary())
     return 0
 
@@ -230,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from faceage._version import __version__
+
+        print(f"faceage {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command in ("fit", "validate", "test"):
         from faceage.training.cli import run_cli

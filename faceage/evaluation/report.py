@@ -196,6 +196,7 @@ def predict_dataset(
     batch_size: int = 64,
     workers: int | None = None,
     predictor: Any = None,
+    progress: bool = False,
 ) -> tuple[Predictions, Any]:
     """Runs a model (``Predictor(detect=False)``: the dataset holds aligned chips) over one split of a dataset.
 
@@ -209,6 +210,7 @@ def predict_dataset(
         batch_size: faces per forward pass.
         workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         predictor: an existing predictor to use.
+        progress: a progress bar on stderr (faces per second, ETA).
 
     Returns:
         ``(predictions, predictor)``.
@@ -226,7 +228,11 @@ def predict_dataset(
     predictor = predictor or Predictor(model, detect=False, batch_size=batch_size, workers=workers)
     files, true, pred, gender, race, gprob, rpred = [], [], [], [], [], [], []
     n_failed = 0
+    from faceage.inference.progress import progress_bar
+
+    bar = progress_bar(len(records), "face", progress, "predict")
     for rec, result in zip(records, predictor.predict_files([r.path for r in records]), strict=True):
+        bar.update(1)
         if result.error or not result.faces:
             n_failed += 1
             continue
@@ -240,6 +246,7 @@ def predict_dataset(
             gprob.append(face.gender_p if face.gender == "female" else 1.0 - face.gender_p)
         if face.race is not None:
             rpred.append(RACES.index(face.race))
+    bar.close()
     preds = Predictions(
         files, np.asarray(true, float), np.asarray(pred, float), np.asarray(gender, np.int64), np.asarray(race, np.int64),
         np.asarray(gprob, float) if len(gprob) == len(files) and gprob else None,
@@ -657,6 +664,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-samples", type=int, default=300, help="images used for --sensitivity")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per two cores)")
+    p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -668,8 +677,10 @@ def _sensitivity(args: argparse.Namespace, preds: Predictions, predictor: Any) -
     idx = np.arange(len(preds))
     if len(idx) > args.sensitivity_samples:
         idx = np.sort(np.random.default_rng(0).choice(len(idx), args.sensitivity_samples, replace=False))
+    from faceage.inference.progress import progress_wanted
+
     return sensitivity_analysis(predictor, [preds.files[i] for i in idx], preds.age_true[idx], gender=preds.gender[idx],
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, progress=progress_wanted(args.progress, args.quiet))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -689,8 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_dir is not None:
             preds = read_predictions_csv(find_predictions_csv(args.run_dir))
         else:
+            from faceage.inference.progress import progress_wanted
+
             preds, predictor = predict_dataset(args.model, args.data, args.dataset, args.split, args.split_file,
-                                               args.max_samples, args.batch_size, args.workers)
+                                               args.max_samples, args.batch_size, args.workers,
+                                               progress=progress_wanted(args.progress, args.quiet))
         if len(preds) == 0:
             raise ValueError("no usable predictions (every image failed)")
         sensitivity = _sensitivity(args, preds, predictor) if args.sensitivity else None

@@ -180,6 +180,7 @@ def sensitivity_analysis(
     conditions: Mapping[str, Sequence[float]] | None = None,
     gender: Sequence[Any] | None = None,
     batch_size: int = 64,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Metrics of the predictor on clean and on perturbed chips.
 
@@ -191,6 +192,7 @@ def sensitivity_analysis(
         conditions: perturbation name -> values (default :data:`DEFAULT_CONDITIONS`).
         gender: true gender, shape (N,) (codes 0/1, names, or ``None`` / -1 unknown) for gender accuracy.
         batch_size: chips per forward pass.
+        progress: a progress bar on stderr, one step per condition (:mod:`faceage.inference.progress`).
 
     Returns:
         Rows (baseline first) with ``perturbation``, ``value``, ``label``, ``n``, ``mae``, ``cs@5``, ``bias``,
@@ -212,13 +214,18 @@ def sensitivity_analysis(
         raise ValueError("no usable image for the sensitivity analysis")
     true = true_all[kept]
     codes = group_codes(gender, GENDERS, len(images))[kept] if gender is not None else None
-    base_out = predict_chips(predictor, chips, batch_size)
-    base = base_out["age"].astype(np.float64)
-    rows = [_row(BASELINE, 0.0, base, true, base, base_out, codes)]
-    for kind, values in conditions.items():
-        for value in values:
-            out = predict_chips(predictor, [perturb(c, kind, value) for c in chips], batch_size)
-            rows.append(_row(kind, value, out["age"].astype(np.float64), true, base, out, codes))
+    from faceage.inference.progress import progress_bar
+
+    with progress_bar(1 + sum(len(v) for v in conditions.values()), "condition", progress, "sensitivity") as bar:
+        base_out = predict_chips(predictor, chips, batch_size)
+        base = base_out["age"].astype(np.float64)
+        rows = [_row(BASELINE, 0.0, base, true, base, base_out, codes)]
+        bar.update(1)
+        for kind, values in conditions.items():
+            for value in values:
+                out = predict_chips(predictor, [perturb(c, kind, value) for c in chips], batch_size)
+                rows.append(_row(kind, value, out["age"].astype(np.float64), true, base, out, codes))
+                bar.update(1)
     return rows
 
 

@@ -109,7 +109,9 @@ class Predictor:
 
     Args:
         model: model directory, ``.ckpt``, an ``AgeModel`` / ``AgeEnsemble``, or ``None`` for the bundled default model.
-        engine: ``"torch"`` or ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch).
+        engine: ``"torch"``, ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch) or
+            ``"auto"``: ONNX Runtime when the model directory has ``model.onnx``, else torch
+            (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
         batch_size: faces per forward pass.
@@ -117,28 +119,33 @@ class Predictor:
         threads: intra-op threads of the engine (default: library default).
         round_ages: report whole-year ages (default: the model config's ``round_ages``); ``False`` gives the
             expected age unrounded.
+        device: ``"cpu"`` or ``"cuda"`` (torch on the GPU, or onnxruntime's CUDAExecutionProvider); ``ValueError``
+            with one line when CUDA is not available.
     """
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
-                 workers: int | None = None, threads: int | None = None, round_ages: bool | None = None) -> None:
-        if engine not in ("torch", "onnx"):
-            raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
+                 workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
+                 device: str = "cpu") -> None:
+        from faceage.inference.engines import resolve_engine
+
+        engine = resolve_engine(model, engine, device)
         if model is None:
             from faceage.models.pretrained import bundled_model_dir
 
             model = bundled_model_dir()
+        self.engine_name = engine
         if engine == "onnx":
             from faceage.inference.engines import OnnxEngine
 
             if not isinstance(model, (str, os.PathLike)):
                 raise ValueError("the onnx engine needs a model directory holding model.onnx")
-            self.engine = OnnxEngine(model, threads=threads)
+            self.engine = OnnxEngine(model, threads=threads, device=device)
         else:
             from faceage.inference.engines import TorchEngine
             from faceage.models.age_model import load_model
 
             loaded = model if hasattr(model, "decode") else load_model(model)  # an AgeModel / AgeEnsemble object, or a path
-            self.engine = TorchEngine(loaded, threads=threads)
+            self.engine = TorchEngine(loaded, device=device, threads=threads)
         self.config = self.engine.config
         self.input_config = self.config["input"]
         self.round_ages = bool(self.config.get("round_ages", False)) if round_ages is None else bool(round_ages)

@@ -161,7 +161,7 @@ def test_sensitivity_analysis(tiny_model_dir, tmp_path):
     assert sens.plot_sensitivity(rows, tmp_path / "s.png").exists()
 
 
-def test_cli_model_mode_with_sensitivity(tiny_model_dir, tmp_path):
+def test_cli_model_mode_with_sensitivity(tiny_model_dir, tmp_path, capsys):
     import torch
 
     torch.set_num_threads(1)
@@ -170,10 +170,14 @@ def test_cli_model_mode_with_sensitivity(tiny_model_dir, tmp_path):
     _faces(data, n=6)
     out = tmp_path / "rep"
     code = rep.main(["--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--output", str(out),
-                     "--n-boot", "20", "--sensitivity", "--workers", "1"])
+                     "--n-boot", "20", "--sensitivity", "--workers", "1", "--progress"])
     assert code == 0
     page = (out / "report.html").read_text()
     assert "Sensitivity to image changes" in page and "jpeg 15" in page and "Gender accuracy" in page
+    err = capsys.readouterr().err  # --progress: a bar for the predictions and one for the conditions
+    n_conditions = 1 + sum(len(v) for v in sens.DEFAULT_CONDITIONS.values())
+    assert "predict: 100%" in err and "6/6" in err
+    assert "sensitivity: 100%" in err and f"{n_conditions}/{n_conditions}" in err, err
 
 
 def test_race_predictions_are_scored_and_rendered(tmp_path):

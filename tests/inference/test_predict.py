@@ -60,8 +60,10 @@ def test_cli_folder_with_good_and_bad_files(image_zoo, tiny_model_dir, tmp_path,
     argv = ["predict", str(image_zoo.root), str(image_zoo.extensionless[0]), str(missing), "--model", str(tiny_model_dir), "--no-detect", *FAST, "--output", str(out_csv), "--annotate", str(ann)]
     rc = main(argv)
     err = capsys.readouterr().err
-    assert rc == 1, err
+    assert rc == 0, err  # the run completed: bad files get their error lines, the exit status stays 0
     assert "Traceback" not in err
+    assert main([*argv, "--strict"]) == 1  # --strict: any failed file fails the run
+    capsys.readouterr()
 
     valid = {str(p): size for p, size in image_zoo.valid.values()}
     valid[str(image_zoo.extensionless[0])] = image_zoo.extensionless[1]
@@ -106,8 +108,12 @@ def test_cli_stdout_and_exit_codes(image_zoo, tiny_model_dir, tmp_path, capsys):
 
     empty = tmp_path / "empty_folder"
     empty.mkdir()
-    assert main(["predict", str(empty), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 1
+    assert main(["predict", str(empty), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 2
     assert "no image files found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--model", str(tiny_model_dir), "--no-detect", *FAST]) == 0
+    assert "file not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--model", str(tiny_model_dir), "--no-detect", *FAST, "--strict"]) == 1
+    capsys.readouterr()
 
     assert main(["predict", *good, "--model", str(tmp_path / "no_model"), "--no-detect", *FAST]) == 2
     broken = tmp_path / "broken_model"
@@ -228,7 +234,10 @@ def test_expand_inputs_keeps_named_files_and_reports_dangling_links(image_zoo, t
     assert expand_inputs([image_zoo.extensionless[0], tmp_path / "x"]) == [str(image_zoo.extensionless[0]), str(tmp_path / "x")]
 
 
-def test_onnx_engine_does_not_import_torch(tiny_model_dir, image_zoo, tmp_path):
+@pytest.mark.parametrize("engine", [["--engine", "onnx"], []], ids=["onnx", "auto-default"])
+def test_onnx_engine_does_not_import_torch(engine, tiny_model_dir, image_zoo, tmp_path):
+    """``--engine onnx``, and the default ``auto`` on a model directory with ``model.onnx``: no torch import at all,
+    for ``predict`` and for ``compare`` (age-difference comparator)."""
     script = textwrap.dedent(
         """
         import sys
@@ -239,12 +248,36 @@ def test_onnx_engine_does_not_import_torch(tiny_model_dir, image_zoo, tmp_path):
         """
     )
     out_csv = tmp_path / "onnx.csv"
-    args = ["predict", str(image_zoo.valid["gray"][0]), str(image_zoo.valid["webp"][0]), "--model", str(tiny_model_dir), "--engine", "onnx", "--no-detect", *FAST, "--output", str(out_csv)]
+    a, b = str(image_zoo.valid["gray"][0]), str(image_zoo.valid["webp"][0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "LOADED [] RC 0" in proc.stdout, proc.stdout + proc.stderr
+    for args in (["predict", a, b, "--output", str(out_csv)], ["compare", a, b]):
+        argv = [*args, "--model", str(tiny_model_dir), *engine, "--no-detect", *FAST]
+        proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "LOADED [] RC 0" in proc.stdout, proc.stdout + proc.stderr
     assert len(read_csv(out_csv)) == 2
+
+
+def test_auto_engine_picks_onnx_when_the_model_has_a_graph(tiny_model_dir, tmp_path):
+    import shutil
+
+    from faceage.inference.engines import OnnxEngine, TorchEngine, resolve_engine
+    from faceage.models.age_model import load_model
+
+    no_graph = tmp_path / "no_graph"
+    shutil.copytree(tiny_model_dir, no_graph)
+    (no_graph / "model.onnx").unlink()
+    assert resolve_engine(tiny_model_dir) == resolve_engine(str(tiny_model_dir / "model.onnx")) == "onnx"
+    assert resolve_engine(tiny_model_dir / "model.safetensors") == "onnx"
+    assert resolve_engine(no_graph) == resolve_engine(str(no_graph)) == "torch"
+    assert resolve_engine(tiny_model_dir, "torch") == "torch" and resolve_engine(no_graph, "onnx") == "onnx"
+    assert resolve_engine(None) == "onnx"  # the bundled model ships model.onnx
+    with pytest.raises(ValueError, match="engine must be one of"):
+        resolve_engine(tiny_model_dir, "tensorrt")
+    assert isinstance(Predictor(tiny_model_dir, engine="auto", detect=False, threads=1).engine, OnnxEngine)
+    assert isinstance(Predictor(no_graph, engine="auto", detect=False, threads=1).engine, TorchEngine)
+    assert isinstance(Predictor(load_model(no_graph), engine="auto", detect=False, threads=1).engine, TorchEngine)
+    assert Predictor(tiny_model_dir, engine="auto", detect=False, threads=1).engine_name == "onnx"
 
 
 def test_onnx_engine_with_a_command_line_over_32_kib(tiny_model_dir, image_zoo, tmp_path):
@@ -341,3 +374,43 @@ def test_default_workers_follow_the_work(tiny_model_dir, monkeypatch):
     assert Predictor(str(tiny_model_dir), detect=False).workers == 1
     assert Predictor(str(tiny_model_dir), detect=True).workers == 2
     assert Predictor(str(tiny_model_dir), detect=False, workers=3).workers == 3
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_device_cuda_without_cuda_is_one_clear_line(tiny_model_dir, image_zoo, capsys):
+    from faceage.inference.engines import onnx_cuda_available
+
+    good = str(image_zoo.valid["gray"][0])
+    if not _torch_cuda():
+        assert main(["predict", good, "--model", str(tiny_model_dir), "--no-detect", *FAST, "--device", "cuda", "--engine", "torch"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error: ") == 1 and "CUDA is not available" in err and "Traceback" not in err
+    if not onnx_cuda_available():
+        assert main(["predict", good, "--model", str(tiny_model_dir), "--no-detect", *FAST, "--device", "cuda", "--engine", "onnx"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error: ") == 1 and "no CUDAExecutionProvider" in err
+        if not _torch_cuda():  # auto falls back to torch for cuda, which has none either
+            assert main(["compare", good, good, "--model", str(tiny_model_dir), *FAST, "--device", "cuda"]) == 2
+            assert "CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="device must be one of"):
+        Predictor(str(tiny_model_dir), detect=False, device="tpu")
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_cuda_gives_the_cpu_results(engine, tiny_model_dir, image_zoo):
+    from faceage.inference.engines import onnx_cuda_available
+
+    if engine == "torch" and not _torch_cuda():
+        pytest.skip("CUDA not available to torch here (no GPU or a CPU-only build): --device cuda untested")
+    if engine == "onnx" and not onnx_cuda_available():
+        pytest.skip("onnxruntime has no CUDAExecutionProvider here (needs onnxruntime-gpu and a GPU): --device cuda untested")
+    files = [str(image_zoo.valid[k][0]) for k in ("gray", "cmyk", "webp")]
+    cpu = [r.faces[0] for r in Predictor(str(tiny_model_dir), engine=engine, detect=False, threads=1).predict_files(files)]
+    gpu = [r.faces[0] for r in Predictor(str(tiny_model_dir), engine=engine, detect=False, device="cuda").predict_files(files)]
+    for a, b in zip(cpu, gpu):
+        assert abs(a.age - b.age) < 1e-3 and abs(a.gender_p - b.gender_p) < 1e-3
