@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from faceage.data.datasets import FaceDataset, ResumableLoader, collate_skip_none
 from faceage.data.readers import read_dataset
 from faceage.data.records import FaceRecord
 from faceage.data.splits import fold_split, kfold_records, leave_one_subject_out, load_split, save_split, split_records
-from faceage.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
+from faceage.data.transforms import AugmentConfig, build_eval_transform, build_train_chip_transform, build_train_transform
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class AgeDataModule(L.LightningDataModule):
         batch_size: per-process batch size.
         num_workers: loader worker processes.
         augment: training augmentation.
+        augment_on: ``"batch"`` (default): the loader yields cached uint8 chips and
+            :class:`~faceage.data.batch_augment.BatchAugment` augments whole training batches after transfer (fast on
+            CPUs, ``benchmarks/train_throughput.py``); ``"sample"``: torchvision transforms per face in the workers.
         cache_images: ``"disk"`` (default): decode each face once into the memory-mapped chip cache
             (:mod:`faceage.data.chips`, reused by later runs, invalidated by file content); ``"memory"`` (or ``true``):
             keep decoded chips in memory for this run; ``"none"`` (or ``false``): decode every time.
@@ -79,6 +83,7 @@ class AgeDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         augment: AugmentConfig | None = None,
+        augment_on: str = "batch",
         cache_images: bool | str = "disk",
         cache_dir: str | None = None,
         max_samples: int = 0,
@@ -93,6 +98,12 @@ class AgeDataModule(L.LightningDataModule):
         self.test_dataset, self.test_root = test_dataset, test_root
         self.batch_size, self.num_workers = batch_size, num_workers
         self.augment = augment or AugmentConfig()
+        if augment_on not in ("batch", "sample"):
+            raise ValueError(f"data.augment_on must be 'batch' or 'sample', got {augment_on!r}")
+        if augment_on == "batch" and self.augment.erasing:
+            raise ValueError("data.augment.erasing needs data.augment_on: sample (batch augmentation has no erasing)")
+        self.augment_on = augment_on
+        self.batch_augment = None
         if str(cache_images) not in ("disk", "memory", "none", "True", "False"):
             raise ValueError(f"data.cache_images must be 'disk', 'memory' or 'none', got {cache_images!r}")
         self.cache_images, self.cache_dir = cache_images, cache_dir
@@ -175,7 +186,14 @@ class AgeDataModule(L.LightningDataModule):
             raise RuntimeError("AgeDataModule needs input_config (set by the model) before setup")
         eval_tf = build_eval_transform(self.input_config)
         cache = {"cache": self.cache_images, "cache_dir": self.cache_dir}
-        self.datasets["train"] = FaceDataset(self.training_records(), build_train_transform(self.input_config, self.augment), **cache)
+        if self.augment_on == "batch":
+            from faceage.data.batch_augment import BatchAugment
+
+            self.batch_augment = BatchAugment(self.input_config, self.augment)
+            train_tf = build_train_chip_transform(self.input_config)
+        else:
+            train_tf = build_train_transform(self.input_config, self.augment)
+        self.datasets["train"] = FaceDataset(self.training_records(), train_tf, **cache)
         for name in ("val", "test"):
             self.datasets[name] = FaceDataset(self.subset(name), eval_tf, **cache)
         if self.test_dataset:
@@ -212,6 +230,14 @@ class AgeDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["test"], batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_skip_none)
+
+    def on_after_batch_transfer(self, batch: dict | None, dataloader_idx: int) -> dict | None:
+        """Batch augmentation of training batches (uint8 chips from ``build_train_chip_transform``), on their device."""
+        if batch is not None and self.batch_augment is not None and batch["image"].dtype == torch.uint8:
+            images = batch["image"]
+            self.batch_augment.to(images.device)
+            batch = {**batch, "image": self.batch_augment(images, seed=int(batch["seed"][0]))}
+        return batch
 
     def state_dict(self) -> dict:
         return {"split_config": asdict(self.split_config)}

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class FaceDataset(Dataset):
-    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int}``.
+    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int}``
+    (plus ``"seed"``, the item's augmentation seed, when the sampler gives one).
 
     Unreadable images yield ``None`` (dropped by :func:`collate_skip_none`) and are logged once with the file
     name and the problem, so one bad file never stops a run.
@@ -127,6 +128,7 @@ class FaceDataset(Dataset):
             "gender": -1 if rec.gender is None else int(rec.gender),
             "race": -1 if rec.race is None else int(rec.race),
             "index": index,
+            **({"seed": item_seed} if item_seed is not None else {}),
         }
 
 

@@ -137,3 +137,11 @@ def build_train_transform(input_config: dict, augment: AugmentConfig | None = No
     if aug.erasing:
         steps.append(T.RandomErasing(p=aug.erasing))
     return ChipTransform(static, T.Compose(steps), {"stage": "train", "size": full})
+
+
+def build_train_chip_transform(input_config: dict) -> ChipTransform:
+    """The training chip for batch augmentation: the static stage of :func:`build_train_transform` (cacheable) and a
+    dynamic stage that only makes it a uint8 ``(3, T, T)`` tensor; :class:`faceage.data.batch_augment.BatchAugment`
+    then augments, crops and normalises whole batches."""
+    full = train_chip_size(input_config)
+    return ChipTransform(T.Compose([T.Resize((full, full), antialias=True)]), T.Compose([T.ToImage()]), {"stage": "train", "size": full})

@@ -224,6 +224,8 @@ class AgeModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.teacher()  # a missing or incompatible teacher fails before the first step
+        if self.trainer.is_global_zero:
+            describe_fit_data(self, getattr(self.trainer, "datamodule", None))
 
     def teacher(self) -> Teacher | None:
         """The distillation teacher (loaded on first use), or ``None`` without one."""
@@ -300,6 +302,23 @@ class AgeModule(L.LightningModule):
         from faceage.training.callbacks import default_callbacks
 
         return default_callbacks(self.hparams["early_stopping_patience"], self.hparams["checkpoint_every_n_steps"])
+
+
+def describe_fit_data(module: AgeModule, data) -> None:
+    """Prints what each split holds (ages by band, gender, race) and warns when a head has no labels to learn."""
+    if data is None or not hasattr(data, "subset") or not getattr(data, "splits", None):
+        return
+    import sys
+
+    from faceage.evaluation.describe import describe_records, format_side_by_side
+
+    parts = {name: data.subset(name) for name in ("train", "val", "test") if data.splits.get(name)}
+    print(format_side_by_side({name: describe_records(recs, sizes=False) for name, recs in parts.items()}))
+    train = data.training_records()
+    for head in ("gender", "race"):
+        if module.hparams.get(head) and not any(getattr(r, head) is not None for r in train):
+            print(f"warning: model.{head} is on but no training face has a {head} label: the {head} head trains on nothing "
+                  f"(set --model.{head} false)", file=sys.stderr)
 
 
 def distribution_interval(dist: torch.Tensor, ages: torch.Tensor, level: float = 0.9) -> torch.Tensor:
