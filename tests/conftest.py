@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of retrying
+# the decoded-chip cache of training runs goes to a throwaway folder, never the user's ~/.cache
+os.environ.setdefault("FACEAGE_CACHE", tempfile.mkdtemp(prefix="faceage-test-cache-"))
 
 CORNER = (255, 0, 0)  # marker colour in the stored top-left corner of the EXIF-rotated JPEG
 
