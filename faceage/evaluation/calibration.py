@@ -255,7 +255,9 @@ def _records(args: argparse.Namespace) -> list[Any]:
     from faceage.data.readers import read_dataset
     from faceage.evaluation.report import select_records
 
-    records, _ = read_dataset(args.dataset, args.data)
+    records, report = read_dataset(args.dataset, args.data)
+    if report.n_skipped or report.dropped:
+        print(f"warning: {report.summary()}", file=sys.stderr)
     if args.names:
         wanted = {line.strip() for line in Path(args.names).read_text().splitlines() if line.strip()}
         root = Path(args.data)
