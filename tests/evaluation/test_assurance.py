@@ -82,3 +82,26 @@ def test_assurance_report_and_plots(tmp_path):
                  plot_decision_curve(d["policy"]["by_age"], 18, tmp_path / "d.png", other=d["challenge"]["by_age"]),
                  plot_fpr_referral(d["curve"], 18, tmp_path / "f.png", point=(1 / 3, 0.0))):
         assert path.stat().st_size > 1000
+
+
+def test_report_carries_the_assurance_sections(tmp_path):
+    from faceage.evaluation.report import Predictions, build_report, render_markdown, write_report
+
+    true = np.array([15, 16, 17, 30, 40, 50] * 2, float)
+    pred = np.array([17.0, 26.0, 19.0, 31.0, 38.0, 51.0] * 2)
+    preds = Predictions([f"f{i}.jpg" for i in range(12)], true, pred, np.array([0, 1] * 6), np.array([0] * 12),
+                        age_low=pred - 3, age_high=pred + 3, p_over={18: np.array([0.1, 0.95, 0.3, 0.99, 0.97, 0.5] * 2)},
+                        thresholds={18: 0.96}, level=0.9)
+    report = build_report(preds, n_boot=20)
+    a = report["assurance"]
+    assert a["intervals"]["overall"]["coverage"] == pytest.approx(5 / 6) and a["decisions"]["18"]["policy"]["overall"]["fpr"] == 0.0
+    md = render_markdown(report)
+    assert "## Interval coverage (0.9 nominal)" in md and "## Over-18 decisions: pass when P(age >= 18) >= 0.96" in md
+    assert "Over-18 (policy P(age >= 18) >= 0.96): 0.00% of 6 faces aged 13-17 pass; 33.3% of 6 aged 25+ referred" in md
+    paths = write_report(report, preds, tmp_path)
+    assert (tmp_path / "plots" / "decision_curve_18.png").exists() and (tmp_path / "plots" / "coverage_by_band.png").exists()
+    assert "Over-18 FPR vs referral" in paths["html"].read_text()
+    # a prediction set without intervals or p_over still gets the cell MAE and Acc(x), and no assurance tables
+    plain = build_report(Predictions(preds.files, true, pred, preds.gender, preds.race), n_boot=20)
+    assert "intervals" not in plain["assurance"] and plain["assurance"]["decisions"] == {}
+    assert "## Interval coverage" not in render_markdown(plain)
