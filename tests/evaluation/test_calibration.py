@@ -191,3 +191,20 @@ def test_real_faces_calibrated_coverage_on_held_out_half(tmp_path):
     table = coverage_table(lo, hi, true[1000:])
     assert table["overall"]["coverage"] >= 0.88
     assert all(r["coverage"] >= 0.75 for r in table["bands"].values() if r["n"] >= 50)
+
+
+def test_calibrate_on_a_saved_split_and_export_carries_it(model_copy, utkface_tree, tmp_path, capsys, one_torch_thread):
+    from faceage.data.readers import read_dataset
+    from faceage.data.splits import save_split, split_records
+
+    records, _ = read_dataset("utkface", utkface_tree)
+    split = split_records(records, val_fraction=0.5, test_fraction=0.1, seed=0)
+    save_split(split, tmp_path / "split.json", records)
+    rc = main(["calibrate", str(model_copy), "--data", str(utkface_tree), "--split", str(tmp_path / "split.json"), "--level", "0.8", "0.9",
+               "--engine", "torch"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "level 0.8: coverage" in out and "level 0.9: coverage" in out
+    cal = json.loads((model_copy / "config.json").read_text())["calibration"]
+    assert cal["n"] == len(split["val"]) and "val split of" in cal["data"] and "engine torch" in cal["data"]
+    assert main(["export", str(model_copy), "--output", str(tmp_path / "exported" / "model.onnx")]) == 0
+    assert json.loads((tmp_path / "exported" / "config.json").read_text())["calibration"] == cal
