@@ -16,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ class FaceResult:
     def to_dict(self, distribution: bool = False) -> dict:
         """The fields as a dict; ``distribution=True`` adds the age distribution in the compact form of
         :func:`compact_distribution` (``{"start": age, "p": [...]}``)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("distribution", "min_age")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("distribution", "min_age")}  # no deep copy of the array
         if distribution:
             out["distribution"] = None if self.distribution is None else compact_distribution(self.distribution, self.min_age)
         return out
