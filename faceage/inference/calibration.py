@@ -156,18 +156,18 @@ def policy_text(policy: dict[str, Any] | None, over: int, challenge: float | Non
     if challenge is not None:
         measured = (policy or {}).get("challenge", {}).get(interval_key(challenge))
         text = f"policy: over {over} by challenge age {challenge:g} (pass when the estimated age is >= {challenge:g})"
-        if measured:
-            text += "; " + _rates_text(measured, policy)
-        return text
+        return text + "; " + (_rates_text(measured, policy) if measured else "error rates not measured for this model (`faceage calibrate`)")
     if policy is None:
         return f"policy: none fitted for over {over}"
-    lo, hi = policy["minor_ages"]
+    lo, hi = policy.get("minor_ages", [over - 5, over - 1])
     return (f"policy: over {over} when P(age >= {over}) >= {policy['threshold']:.4g}, chosen so that at most "
-            f"{policy['max_fpr']:.0%} of calibration faces aged {lo}-{hi} pass; " + _rates_text(policy, policy))
+            f"{policy.get('max_fpr', 0.01):.0%} of calibration faces aged {lo}-{hi} pass; " + _rates_text(policy, policy))
 
 
 def _rates_text(rates: dict[str, Any], policy: dict[str, Any] | None) -> str:
     lo, hi = (policy or rates).get("minor_ages", ["?", "?"])
-    return (f"measured on {rates['n_minors']} faces aged {lo}-{hi}: {rates['fpr']:.2%} pass (95% upper bound "
+    if rates.get("fpr") is None or rates.get("adult_pass") is None:
+        return "error rates not measured"
+    return (f"measured on the calibration data: {rates['n_minors']} faces aged {lo}-{hi}: {rates['fpr']:.2%} pass (95% upper bound "
             f"{rates['fpr_upper95']:.2%}); {rates['adult_pass']:.1%} of {rates['n_adults']} faces aged "
             f"{(policy or rates).get('adult_age', 25)}+ pass (referral {1 - rates['adult_pass']:.1%})")

@@ -278,7 +278,7 @@ class Predictor:
         p = [f.p_over(over) for f in faces]
         passed, rule = decide(None if any(v is None for v in p) else np.array(p, dtype=np.float64), np.array([f.age for f in faces]),
                               over, threshold, challenge)
-        name = f"challenge{challenge:g}" if challenge is not None else f"fpr<={policy['max_fpr']:g}@{policy['minor_ages'][0]}-{policy['minor_ages'][1]}"
+        name = f"challenge{challenge:g}" if challenge is not None else f"fpr<={policy.get('max_fpr', 0.01):g}@{'-'.join(map(str, policy.get('minor_ages', [over - 5, over - 1])))}"
         return [AgeDecision(f.face, f.age, int(over), "pass" if ok else "refer", v, rule, name) for f, ok, v in zip(faces, passed, p)]
 
     def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:

@@ -42,4 +42,4 @@ def test_analyse_photo_over_18_check_uses_the_fitted_policy_or_challenge_25(tiny
     (calibrated / "config.json").write_text(json.dumps(config))
     _, text, _ = server.analyse_photo(Predictor(calibrated, detect=False, workers=1, threads=1), face, check_over=18)
     assert "90% interval (calibrated)" in text and "| pass (P=" in text  # threshold 0: every face passes
-    assert "measured on 100 faces aged 13-17: 1.00% pass (95% upper bound 5.40%)" in text
+    assert "measured on the calibration data: 100 faces aged 13-17: 1.00% pass (95% upper bound 5.40%)" in text

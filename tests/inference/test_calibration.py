@@ -78,7 +78,7 @@ def test_policy_text_states_the_threshold_and_rates():
     policy = {"over": 18, "threshold": 0.9671, "max_fpr": 0.01, "minor_ages": [13, 17], "adult_age": 25, "n_minors": 53, "fpr": 0.0,
               "fpr_upper95": 0.0672, "n_adults": 4836, "adult_pass": 0.541, "challenge": {}}
     assert policy_text(policy, 18) == (
-        "policy: over 18 when P(age >= 18) >= 0.9671, chosen so that at most 1% of calibration faces aged 13-17 pass; measured on 53 faces "
+        "policy: over 18 when P(age >= 18) >= 0.9671, chosen so that at most 1% of calibration faces aged 13-17 pass; measured on the calibration data: 53 faces "
         "aged 13-17: 0.00% pass (95% upper bound 6.72%); 54.1% of 4836 faces aged 25+ pass (referral 45.9%)")
     assert policy_text(None, 21) == "policy: none fitted for over 21"
 
@@ -118,3 +118,8 @@ def test_load_and_save_carry_the_calibration(calibrated_dir, tmp_path):
     assert model.config["calibration"]["intervals"]["0.9"]["offsets"]["0-9"] == 2
     model.save_pretrained(tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["calibration"] == model.config["calibration"]
+
+
+def test_policy_text_for_a_challenge_rule_without_measurements():
+    assert policy_text(None, 18, 25) == ("policy: over 18 by challenge age 25 (pass when the estimated age is >= 25); error rates not "
+                                         "measured for this model (`faceage calibrate`)")
