@@ -169,11 +169,12 @@ def test_calibrate_rejects_a_folder_without_a_model(tmp_path, capsys):
     assert "not a model directory" in capsys.readouterr().err
 
 
-UTK = Path("/work/shared/data/utkface")
-PART1 = Path("/work/shared/data/utkface-part1")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared/data beside the checkout
+UTK, PART1 = SHARED / "utkface", SHARED / "utkface-part1"
 
 
-@pytest.mark.skipif(not (UTK.is_dir() and PART1.is_dir()), reason=f"real faces not present ({UTK}, {PART1})")
+@pytest.mark.data
+@pytest.mark.skipif(not (UTK.is_dir() and PART1.is_dir()), reason=f"real faces not found at {UTK} and {PART1}: real-data calibration test skipped")
 def test_real_faces_calibrated_coverage_on_held_out_half(tmp_path):
     """Fit on 1,000 faces the bundled model did not train on, check on 1,000 others (ONNX engine)."""
     from faceage.evaluation.calibration import collect
