@@ -247,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto", help="auto: onnx when the model has model.onnx")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--describe", default=None, help="what the faces are, stored with the calibration (default: the data, split and count)")
     p.add_argument("--dry-run", action="store_true", help="fit and print, but do not write config.json")
     return p
 
@@ -293,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         config = predictor.config
         what = f"{args.dataset} {args.data} " + (f"names {args.names}" if args.names else f"{args.split_name} split" + (f" of {args.split}" if args.split else ""))
         cal = fit_calibration(dist, ages, true, int(config.get("min_age", 0)), int(config.get("max_age", 110)), args.level, args.over,
-                              args.max_fpr, base_level=args.base_level, challenges=args.challenge, data=f"{what} ({len(true)} faces, engine {engine})")
+                              args.max_fpr, base_level=args.base_level, challenges=args.challenge,
+                              data=f"{args.describe or what} ({len(true)} faces, engine {engine})")
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
