@@ -556,7 +556,7 @@ def _assurance_sections(assurance: Mapping[str, Any] | None) -> list[tuple[str, 
             t = d.get(kind)
             if not t:
                 continue
-            rows = [{"factor": "", "group": "all", **t["overall"]}, *t["groups"]]
+            rows = [{"factor": "", "group": "all", **t["overall"]}, *(r for r in t["groups"] if r["n_minors"] or r["n_adults"])]
             cells = [[f"{r['factor']}: {r['group']}" if r["factor"] else "all", str(r["n_minors"]), _num(r["fpr"], ".3f"), _ci_text(r["fpr_ci"], ".3f"),
                       str(r["n_adults"]), _num(r["referral"], ".3f"), _ci_text(r["referral_ci"], ".3f")] for r in rows]
             rule = f"P(age >= {over}) >= {t['threshold']:.4g}" if kind == "policy" else f"estimated age >= {t['age']:g}"

@@ -143,7 +143,7 @@ def test_calibrate_then_verify_cli(model_copy, utkface_tree, tmp_path, capsys, o
     rc = main(["calibrate", str(model_copy), "--data", str(utkface_tree), "--names", str(names), "--over", "18", "21", "--max-fpr", "0.5"])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "level 0.9: coverage" in out and "policy: over 18 when P(age >= 18) >=" in out and "wrote the calibration" in out
+    assert "level 0.9 (from the raw " in out and "policy: over 18 when P(age >= 18) >=" in out and "wrote the calibration" in out
     cal = json.loads((model_copy / "config.json").read_text())["calibration"]
     assert cal["n"] == 96 and set(cal["verify"]) == {"18", "21"} and cal["intervals"]["0.9"]["fitted"]["overall"]["coverage"] >= 0.9
     assert "2 listed name(s) not found" in err and "1 skipped" in err  # missing.jpg, and the broken file the reader skipped
@@ -204,8 +204,23 @@ def test_calibrate_on_a_saved_split_and_export_carries_it(model_copy, utkface_tr
     rc = main(["calibrate", str(model_copy), "--data", str(utkface_tree), "--split", str(tmp_path / "split.json"), "--level", "0.8", "0.9",
                "--engine", "torch"])
     out = capsys.readouterr().out
-    assert rc == 0 and "level 0.8: coverage" in out and "level 0.9: coverage" in out
+    assert rc == 0 and "level 0.8 (from the raw " in out and "level 0.9 (from the raw " in out
     cal = json.loads((model_copy / "config.json").read_text())["calibration"]
     assert cal["n"] == len(split["val"]) and "val split of" in cal["data"] and "engine torch" in cal["data"]
     assert main(["export", str(model_copy), "--output", str(tmp_path / "exported" / "model.onnx")]) == 0
     assert json.loads((tmp_path / "exported" / "config.json").read_text())["calibration"] == cal
+
+
+def test_choose_base_level_cross_fits_and_breaks_ties_upwards():
+    from faceage.evaluation.calibration import choose_base_level
+
+    # point predictions: every raw interval is [a, a] whatever its level, so every candidate is as narrow: the highest wins
+    rng = np.random.default_rng(0)
+    pred = rng.integers(20, 60, 200)
+    true = pred + rng.integers(-3, 4, 200)
+    base, widths = choose_base_level(one_hot(pred), pred.astype(float), true, level=0.9)
+    assert base == 0.9 and set(widths) == {"0.5", "0.6", "0.7", "0.8", "0.9"} and len(set(widths.values())) == 1
+    # the fit records what was chosen and the candidates' widths; a fixed base level records none
+    cal = fit_calibration(one_hot(pred), pred.astype(float), true, overs=[], base_level="auto")
+    assert cal["intervals"]["0.9"]["base_level"] == 0.9 and cal["intervals"]["0.9"]["base_level_widths"] == widths
+    assert "base_level_widths" not in fit_calibration(one_hot(pred), pred.astype(float), true, overs=[], base_level=0.8)["intervals"]["0.9"]
