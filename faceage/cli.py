@@ -17,6 +17,8 @@ commands:
   validate   validate a model (LightningCLI; --weights MODEL to load a saved model)
   test       test a model: metrics JSON + plots (LightningCLI; --ckpt_path or --weights)
   predict    ages of the faces in images or folders -> CSV / annotated images
+  verify     over-N age checks (pass / refer) under a policy with a measured error rate
+  calibrate  fit calibrated age intervals and over-N thresholds on held-out faces (stored in config.json)
   export     write ONNX or TorchScript from a model (--quantize int8 for a faster CPU graph)
   ensemble   average several trained age models into one model
   prepare    detect + align faces once and cache the chips for training
@@ -312,6 +314,8 @@ LAZY_COMMANDS = {
     "tune": "faceage.training.tune:main",
     "kfold": "faceage.training.kfold:main",
     "report": "faceage.evaluation.report:main",
+    "calibrate": "faceage.evaluation.calibration:main",
+    "verify": "faceage.inference.verify:main",
     "explain": "faceage.inference.explain:main",
     "serve": "faceage.app.server:main",
     "push": "faceage.models.hub:main",

@@ -121,23 +121,51 @@ def _safe_preprocess(component: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ handlers
 
 
-def faces_markdown(faces: list[Any]) -> str:
-    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals, gender (and
-    race when the model predicts it)."""
+def faces_markdown(faces: list[Any], level: float = 0.9, calibrated: bool = False, decisions: list[Any] | None = None,
+                   policy: str | None = None) -> str:
+    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals (``level``;
+    marked calibrated when the model's calibration made them), gender (and race when the model predicts it), and
+    with ``decisions`` (:class:`faceage.inference.calibration.AgeDecision`) an over-N column and the ``policy`` line
+    stating its measured error rates."""
     if not faces:
         return f"**0 faces found.** {NO_FACE}"
     with_race = any(f.race is not None for f in faces)
+    head = f"{level:.0%} interval" + (" (calibrated)" if calibrated else "")
+    over = f" over {decisions[0].over}? |" if decisions else ""
     lines = [f"**{len(faces)} face{'s' if len(faces) != 1 else ''} found**", "",
-             "| face | age | 90% interval | gender |" + (" race |" if with_race else ""), "|---|---|---|---|" + ("---|" if with_race else "")]
-    for f in faces:
+             f"| face | age | {head} | gender |" + (" race |" if with_race else "") + over,
+             "|---|---|---|---|" + ("---|" if with_race else "") + ("---|" if decisions else "")]
+    for i, f in enumerate(faces):
         interval = "–" if f.interval is None else f"{f.age_low:.0f}–{f.age_high:.0f}"
         gender = "–" if f.gender is None else f"{f.gender} ({f.gender_p:.0%})"
         race = ("" if not with_race else " – |" if f.race is None else f" {f.race} ({f.race_p:.0%}) |")
-        lines.append(f"| {f.face + 1} | {format_age(f.age, 1)} | {interval} | {gender} |{race}")
+        check = ""
+        if decisions:
+            d = decisions[i]
+            check = f" {d.decision}" + ("" if d.p_over is None else f" (P={d.p_over:.2f})") + " |"
+        lines.append(f"| {f.face + 1} | {format_age(f.age, 1)} | {interval} | {gender} |{race}{check}")
+    if decisions and policy:
+        lines += ["", f"*{policy}. pass = confidently over; refer = check ID.*"]
     return "\n".join(lines)
 
 
-def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatmap: bool = False) -> tuple[Image.Image | None, str, Image.Image | None]:
+def over_check(predictor: Any, faces: list[Any], over: int = 18) -> tuple[list[Any] | None, str]:
+    """Over-``over`` decisions of the faces under the model's fitted policy (else the challenge-25 rule) and the
+    policy line; ``(None, reason)`` when neither applies."""
+    from faceage.inference.calibration import policy_text
+
+    calibration = getattr(predictor, "calibration", None)
+    policy = calibration.policy(over) if calibration is not None else None
+    challenge = None if policy is not None else 25.0
+    try:
+        decisions = predictor.decisions(faces, over, challenge)
+    except ValueError as e:
+        return None, str(e)
+    return decisions, policy_text(policy, over, challenge)
+
+
+def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatmap: bool = False,
+                  check_over: int | None = None) -> tuple[Image.Image | None, str, Image.Image | None]:
     """The "Estimate age" tab.
 
     Args:
@@ -145,6 +173,7 @@ def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatma
         image: the decoded upload.
         explainer: :class:`faceage.inference.explain.Explainer`, needed for the heatmap.
         show_heatmap: also return the Grad-CAM overlays of the faces.
+        check_over: also decide "over N?" for each face (:func:`over_check`), with the policy's stated error rate.
 
     Returns:
         ``(annotated image or None, markdown, heatmap strip or None)``.
@@ -164,7 +193,9 @@ def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatma
 
         found = explain_faces(photo, explainer, predictor.detector if predictor.detect else None)
         heat = tile([overlay_heatmap(chip, h) for _, chip, h in found]) if found else None
-    return annotate(photo, faces), faces_markdown(faces), heat
+    decisions, policy = over_check(predictor, faces, check_over) if check_over else (None, None)
+    text = faces_markdown(faces, getattr(predictor, "level", 0.9), getattr(predictor, "calibration", None) is not None, decisions, policy)
+    return annotate(photo, faces), text, heat
 
 
 def p_first_older(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> float:
@@ -266,9 +297,9 @@ def build_app(predictor: Any, explainer: Any = None, comparer: Any = None, max_u
         return _safe_preprocess(gr.Image(label=label, type="pil", image_mode=None, sources=["upload", "webcam", "clipboard"],
                                          elem_id=elem_id, height=360))
 
-    def on_analyse(image: Any, show_heatmap: bool) -> tuple[Any, str, Any]:
+    def on_analyse(image: Any, show_heatmap: bool, check18: bool = False) -> tuple[Any, str, Any]:
         try:
-            annotated, text, heat = analyse_photo(predictor, image, explainer, bool(show_heatmap))
+            annotated, text, heat = analyse_photo(predictor, image, explainer, bool(show_heatmap), 18 if check18 else None)
         except UploadError as e:
             gr.Warning(str(e))
             return None, f"⚠ {e}", gr.update(value=None, visible=False)
@@ -291,13 +322,15 @@ def build_app(predictor: Any, explainer: Any = None, comparer: Any = None, max_u
                     photo = image_input("Photo", "photo")
                     show_heatmap = gr.Checkbox(label="Show Grad-CAM heatmap (which regions raised the age)", value=False,
                                                visible=explainer is not None, elem_id="heatmap-toggle")
+                    check18 = gr.Checkbox(label="Over 18? check (pass / refer to an ID check, with its measured error rate)", value=False,
+                                          elem_id="over18-toggle")
                     run = gr.Button("Estimate age", variant="primary", elem_id="estimate")
                 with gr.Column():
                     annotated = gr.Image(label="Faces", type="pil", interactive=False, elem_id="annotated", height=360)
                     summary = gr.Markdown(elem_id="summary")
                     heatmap = gr.Image(label="Grad-CAM heatmap per face", type="pil", interactive=False, visible=False, elem_id="heatmap")
             for event in (photo.upload, run.click):
-                event(on_analyse, [photo, show_heatmap], [annotated, summary, heatmap], concurrency_id=CONCURRENCY_ID)
+                event(on_analyse, [photo, show_heatmap, check18], [annotated, summary, heatmap], concurrency_id=CONCURRENCY_ID)
             photo.clear(lambda: (None, "", gr.update(value=None, visible=False)), None, [annotated, summary, heatmap])
         with gr.Tab("Who is older?"):
             with gr.Row():

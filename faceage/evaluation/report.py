@@ -67,6 +67,11 @@ class Predictions:
         race_pred: predicted race codes, shape (N,), or ``None`` without a race head.
         source: where the predictions came from (for the report header).
         n_failed: inputs that could not be predicted (unreadable images).
+        age_low: lower interval bounds, shape (N,), or ``None`` (no distribution / not recorded).
+        age_high: upper interval bounds.
+        p_over: ``{N: P(age >= N) per face}`` for the over-N checks reported, or ``None``.
+        thresholds: ``{N: threshold of the model's fitted over-N policy}``.
+        level: the nominal coverage of the intervals.
     """
 
     files: list[str]
@@ -79,6 +84,11 @@ class Predictions:
     n_failed: int = 0
     notes: list[str] = field(default_factory=list)
     race_pred: np.ndarray | None = None
+    age_low: np.ndarray | None = None
+    age_high: np.ndarray | None = None
+    p_over: dict[int, np.ndarray] | None = None
+    thresholds: dict[int, float] | None = None
+    level: float | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -226,6 +236,10 @@ def predict_dataset(
     if not records:
         raise ValueError(f"{data}: no {dataset} records in split {split!r}")
     predictor = predictor or Predictor(model, detect=False, batch_size=batch_size, workers=workers)
+    calibration = getattr(predictor, "calibration", None)
+    policies = {int(k): float(v["threshold"]) for k, v in (calibration.config.get("verify", {}) if calibration else {}).items()}
+    overs = sorted(policies) or [18]
+    lows, highs, p_over = [], [], {n: [] for n in overs}
     files, true, pred, gender, race, gprob, rpred = [], [], [], [], [], [], []
     n_failed = 0
     from faceage.inference.progress import progress_bar
@@ -246,6 +260,12 @@ def predict_dataset(
             gprob.append(face.gender_p if face.gender == "female" else 1.0 - face.gender_p)
         if face.race is not None:
             rpred.append(RACES.index(face.race))
+        if face.age_low is not None:
+            lows.append(face.age_low)
+            highs.append(face.age_high)
+        if face.distribution is not None:
+            for n in overs:
+                p_over[n].append(face.p_over(n))
     bar.close()
     preds = Predictions(
         files, np.asarray(true, float), np.asarray(pred, float), np.asarray(gender, np.int64), np.asarray(race, np.int64),
@@ -253,6 +273,12 @@ def predict_dataset(
         f"{model or 'bundled model'} on {dataset} {data} ({split})", n_failed,
         race_pred=np.asarray(rpred, np.int64) if rpred and len(rpred) == len(files) else None,
     )
+    if lows and len(lows) == len(files):
+        preds.age_low, preds.age_high = np.asarray(lows, float), np.asarray(highs, float)
+        preds.level = getattr(predictor, "level", None)
+    if all(len(v) == len(files) for v in p_over.values()) and files and p_over[overs[0]]:
+        preds.p_over = {n: np.asarray(v, float) for n, v in p_over.items()}
+        preds.thresholds = policies
     return preds, predictor
 
 
@@ -394,7 +420,19 @@ def build_report(preds: Predictions, n_boot: int = 1000, seed: int = 0, min_flag
         "flagged": flagged,
         "gender": gender_tables(preds, n_boot, seed, min_flag_n),
         "sensitivity": list(sensitivity) if sensitivity else None,
+        "assurance": _assurance(preds, n_boot, seed),
     }
+
+
+def _assurance(preds: Predictions, n_boot: int, seed: int) -> dict[str, Any]:
+    """The age-assurance figures (:func:`faceage.evaluation.assurance.assurance_report`) of a prediction set."""
+    from faceage.evaluation.assurance import assurance_report
+
+    known = lambda codes: codes if np.any(codes >= 0) else None  # noqa: E731
+    out = assurance_report(preds.age_pred, preds.age_true, known(preds.gender), known(preds.race), preds.age_low, preds.age_high,
+                           preds.p_over, preds.thresholds, n_boot=n_boot, seed=seed)
+    out["level"] = preds.level
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -461,10 +499,31 @@ def write_plots(report: Mapping[str, Any], preds: Predictions, out_dir: str | Pa
     }
     if report.get("gender"):
         figures["Gender accuracy"] = plot_gender_accuracy(report["gender"], out / "gender_accuracy.png")
+    figures.update(_assurance_plots(report.get("assurance"), out))
     if report.get("sensitivity"):
         from faceage.evaluation.sensitivity import plot_sensitivity
 
         figures["Sensitivity to image changes"] = plot_sensitivity(report["sensitivity"], out / "sensitivity.png")
+    return figures
+
+
+def _assurance_plots(assurance: Mapping[str, Any] | None, out: Path) -> dict[str, Path]:
+    from faceage.evaluation import assurance as a
+
+    figures: dict[str, Path] = {}
+    if not assurance:
+        return figures
+    if assurance.get("intervals"):
+        figures["Interval coverage by age band"] = a.plot_coverage_by_band(assurance["intervals"], out / "coverage_by_band.png", assurance.get("level"))
+    for over, d in assurance.get("decisions", {}).items():
+        policy, challenge = d.get("policy"), d.get("challenge")
+        if policy or challenge:
+            main = policy or challenge
+            figures[f"Over-{over} decision curve"] = a.plot_decision_curve(
+                main["by_age"], int(over), out / f"decision_curve_{over}.png", label="policy" if policy else f"challenge {challenge['age']:g}",
+                other=challenge["by_age"] if policy and challenge else None, other_label=f"challenge {challenge['age']:g}" if challenge else "")
+        point = (policy["overall"]["referral"], policy["overall"]["fpr"]) if policy and policy["overall"]["fpr"] is not None else None
+        figures[f"Over-{over} FPR vs referral"] = a.plot_fpr_referral(d["curve"], int(over), out / f"fpr_referral_{over}.png", point)
     return figures
 
 
@@ -484,6 +543,34 @@ def _ci_text(ci: Sequence[float], fmt: str = ".2f") -> str:
 AGE_COLUMNS = ("group", "n", "MAE", "MAE 95% CI", "CS@5", "CS@5 95% CI", "bias", "flag")
 GENDER_COLUMNS = ("group", "n", "accuracy", "95% CI", "flag")
 SENSITIVITY_COLUMNS = ("condition", "n", "MAE", "ΔMAE", "CS@5", "bias", "mean |shift|", "gender acc.")
+COVERAGE_COLUMNS = ("group", "n", "coverage", "95% CI", "mean width")
+DECISION_COLUMNS = ("group", "n minors", "FPR (minors pass)", "95% CI", "n adults", "referral (adults)", "95% CI")
+
+
+def _assurance_sections(assurance: Mapping[str, Any] | None) -> list[tuple[str, Sequence[str], list[list[str]], list[bool]]]:
+    out: list[tuple[str, Sequence[str], list[list[str]], list[bool]]] = []
+    if not assurance:
+        return out
+    iv = assurance.get("intervals")
+    if iv:
+        rows = [{"factor": "", "group": "all", **iv["overall"]}, *iv["groups"]]
+        cells = [[f"{r['factor']}: {r['group']}" if r["factor"] else "all", str(r["n"]), _num(r["coverage"], ".3f"),
+                  _ci_text(r["coverage_ci"], ".3f"), _num(r["width"], ".1f")] for r in rows]
+        level = assurance.get("level")
+        out.append((f"Interval coverage ({level:g} nominal)" if level else "Interval coverage", COVERAGE_COLUMNS, cells, [False] * len(cells)))
+    for over, d in assurance.get("decisions", {}).items():
+        for kind in ("policy", "challenge"):
+            t = d.get(kind)
+            if not t:
+                continue
+            rows = [{"factor": "", "group": "all", **t["overall"]}, *(r for r in t["groups"] if r["n_minors"] or r["n_adults"])]
+            cells = [[f"{r['factor']}: {r['group']}" if r["factor"] else "all", str(r["n_minors"]), _num(r["fpr"], ".3f"), _ci_text(r["fpr_ci"], ".3f"),
+                      str(r["n_adults"]), _num(r["referral"], ".3f"), _ci_text(r["referral_ci"], ".3f")] for r in rows]
+            rule = f"P(age >= {over}) >= {t['threshold']:.4g}" if kind == "policy" else f"estimated age >= {t['age']:g}"
+            lo, hi = t["minor_ages"]
+            out.append((f"Over-{over} decisions: pass when {rule} (minors = ages {lo}-{hi}, adults = {t['adult_age']}+)", DECISION_COLUMNS, cells,
+                        [False] * len(cells)))
+    return out
 
 
 def _age_cells(r: Mapping[str, Any]) -> list[str]:
@@ -528,6 +615,7 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
     if sens:
         base = sens[0]["mae"]
         out.append(("Sensitivity to image changes", SENSITIVITY_COLUMNS, [_sensitivity_cells(r, base) for r in sens], [False] * len(sens)))
+    out += _assurance_sections(report.get("assurance"))
     return out
 
 
@@ -545,11 +633,31 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     if race:
         lines.append(f"Race accuracy {race['accuracy']:.3f} (balanced {race['balanced_accuracy']:.3f}, n={race['n']}); the race "
                      "output is for auditing errors by group, not for classifying people")
+    lines += _assurance_lines(report.get("assurance"))
     lines += report.get("notes", [])
     lines.append(
         f"A group is flagged when the lower end of its MAE 95% bootstrap CI ({report['n_boot']} resamples) is above the "
         f"overall MAE and it has at least {report['min_flag_n']} samples."
     )
+    return lines
+
+
+def _assurance_lines(assurance: Mapping[str, Any] | None) -> list[str]:
+    if not assurance:
+        return []
+    acc = ", ".join(f"Acc({k.split('@')[1]}) {v:.3f}" for k, v in assurance["acc"].items())
+    lines = [f"MAE averaged over sex x age cells {_num(assurance['mae_cells']['mae_cells'])} ({assurance['mae_cells']['n_cells']} cells); {acc}"]
+    iv = assurance.get("intervals")
+    if iv:
+        lines.append(f"Interval coverage {iv['overall']['coverage']:.3f} (nominal {_num(assurance.get('level'), 'g')}), mean width {iv['overall']['width']:.1f} years")
+    for over, d in assurance.get("decisions", {}).items():
+        for kind in ("policy", "challenge"):
+            t = d.get(kind)
+            if t and t["overall"]["fpr"] is not None:
+                what = f"policy P(age >= {over}) >= {t['threshold']:.4g}" if kind == "policy" else f"challenge {t['age']:g}"
+                lines.append(f"Over-{over} ({what}): {t['overall']['fpr']:.2%} of {t['overall']['n_minors']} faces aged "
+                             f"{t['minor_ages'][0]}-{t['minor_ages'][1]} pass; {_num(t['overall']['referral'], '.1%')} of "
+                             f"{t['overall']['n_adults']} aged {t['adult_age']}+ referred")
     return lines
 
 
@@ -666,6 +774,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per two cores)")
     p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="torch", help="engine running --model over --data (onnx: needs model.onnx)")
     return p
 
 
@@ -702,8 +811,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from faceage.inference.progress import progress_wanted
 
+            if args.engine != "torch":
+                from faceage.inference.predictor import Predictor
+
+                predictor = Predictor(args.model, engine=args.engine, detect=False, batch_size=args.batch_size, workers=args.workers)
             preds, predictor = predict_dataset(args.model, args.data, args.dataset, args.split, args.split_file,
-                                               args.max_samples, args.batch_size, args.workers,
+                                               args.max_samples, args.batch_size, args.workers, predictor=predictor,
                                                progress=progress_wanted(args.progress, args.quiet))
         if len(preds) == 0:
             raise ValueError("no usable predictions (every image failed)")
@@ -721,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
     o = report["overall"]
     print(f"n={report['n']} MAE {o['mae']:.2f} (95% CI {_ci_text(o['mae_ci'])}) CS@5 {o['cs@5']:.3f}; "
           f"{len(report['flagged'])} flagged group(s)")
+    for line in _assurance_lines(report.get("assurance")):
+        print(f"  {line}")
     flags = _flag_lines(report)
     for line in flags[:10]:
         print(f"  flagged: {line}")

@@ -1,9 +1,13 @@
 """``Predictor``: photos in, one :class:`FaceResult` per face out — detect + align (or take the image as the face),
 preprocess from the model's own input config, run the engine, decode age, 90% interval and gender.
+The interval is the model's calibrated one when its config holds a calibration (``faceage calibrate``,
+:mod:`faceage.inference.calibration`), else the raw distribution's central interval.
 
     >>> predictor = Predictor()                       # bundled model, PyTorch engine
     >>> faces = predictor.predict("photo.jpg")        # list[FaceResult]
     >>> faces[0].age, faces[0].interval, faces[0].gender
+    >>> faces[0].p_over(18)                           # P(age >= 18) from the age distribution
+    >>> predictor.verify("photo.jpg", over=18)        # list[AgeDecision]: pass / refer, with the stated policy
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,9 @@ class FaceResult:
         gender_p: probability of the predicted gender.
         race: most likely of ``faceage.data.records.RACES`` when the model has a race head, else ``None``.
         race_p: its probability.
+        distribution: probabilities of the ages ``min_age, min_age + 1, ...`` (``None`` when the head has none);
+            left out of :meth:`to_dict` unless asked for.
+        min_age: the age of ``distribution[0]``.
     """
 
     face: int
@@ -49,13 +56,39 @@ class FaceResult:
     gender_p: float | None = None
     race: str | None = None
     race_p: float | None = None
+    distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
+    min_age: int = field(default=0, repr=False, compare=False)
 
     @property
     def interval(self) -> tuple[float, float] | None:
         return None if self.age_low is None else (self.age_low, self.age_high)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def p_over(self, age: float) -> float | None:
+        """``P(age >= age)`` from the age distribution (``None`` without one)."""
+        if self.distribution is None:
+            return None
+        from faceage.inference.calibration import p_over
+
+        return float(p_over(np.asarray(self.distribution)[None], self.min_age, age)[0])
+
+    def to_dict(self, distribution: bool = False) -> dict:
+        """The fields as a dict; ``distribution=True`` adds the age distribution in the compact form of
+        :func:`compact_distribution` (``{"start": age, "p": [...]}``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("distribution", "min_age")}  # no deep copy of the array
+        if distribution:
+            out["distribution"] = None if self.distribution is None else compact_distribution(self.distribution, self.min_age)
+        return out
+
+
+def compact_distribution(dist, min_age: int = 0, eps: float = 1e-4, decimals: int = 4) -> dict:
+    """An age distribution as ``{"start": first age, "p": [probabilities]}``: the tails below ``eps`` on either
+    side are dropped and values rounded to ``decimals`` places (what ``predict --format jsonl`` writes)."""
+    p = np.asarray(dist, dtype=np.float64)
+    keep = np.flatnonzero(p >= eps)
+    if keep.size == 0:
+        return {"start": int(min_age), "p": []}
+    a, b = int(keep[0]), int(keep[-1]) + 1
+    return {"start": int(min_age) + a, "p": [round(float(v), decimals) for v in p[a:b]]}
 
 
 @dataclass
@@ -121,11 +154,14 @@ class Predictor:
             expected age unrounded.
         device: ``"cpu"`` or ``"cuda"`` (torch on the GPU, or onnxruntime's CUDAExecutionProvider); ``ValueError``
             with one line when CUDA is not available.
+        level: coverage of the reported interval. A calibrated model must have been calibrated at this level
+            (``faceage calibrate --level``); default: its first calibrated level, else 0.9 off the raw distribution.
+        calibrated: use the model's calibration when it has one (``False``: the raw distribution's interval).
     """
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
                  workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", level: float | None = None, calibrated: bool = True) -> None:
         from faceage.inference.engines import resolve_engine
 
         engine = resolve_engine(model, engine, device)
@@ -149,6 +185,17 @@ class Predictor:
         self.config = self.engine.config
         self.input_config = self.config["input"]
         self.round_ages = bool(self.config.get("round_ages", False)) if round_ages is None else bool(round_ages)
+        from faceage.inference.calibration import DEFAULT_LEVEL, Calibration, interval_key
+
+        self.calibration = Calibration.from_model_config(self.config) if calibrated else None
+        if self.calibration is not None and level is not None and not self.calibration.has_level(level):
+            raise ValueError(f"the model is calibrated at level(s) {', '.join(interval_key(v) for v in self.calibration.levels)}, not "
+                             f"{interval_key(level)}: run `faceage calibrate MODEL --level {interval_key(level)}` or choose a calibrated level")
+        if level is None:
+            level = self.calibration.levels[0] if self.calibration is not None and self.calibration.levels else DEFAULT_LEVEL
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        self.level = float(level)
         self.detect = detect
         self.batch_size = batch_size
         self.workers = default_workers(detect) if workers is None else workers
@@ -193,12 +240,17 @@ class Predictor:
         results = []
         ages = reported_age(out["age"], self.round_ages)
         lo = hi = None
+        min_age = int(self.config.get("min_age", 0))
         if "distribution" in out:
-            lo, hi = interval_from_distribution(out["distribution"], int(self.config.get("min_age", 0)))
+            if self.calibration is not None and self.calibration.has_level(self.level):
+                lo, hi = self.calibration.intervals(out["distribution"], ages, self.level)
+            else:
+                lo, hi = interval_from_distribution(out["distribution"], min_age, self.level)
         for i, box in enumerate(boxes):
             r = FaceResult(face=i, box=tuple(int(v) for v in box), age=float(ages[i]))
             if lo is not None:
                 r.age_low, r.age_high = float(lo[i]), float(hi[i])
+                r.distribution, r.min_age = out["distribution"][i], min_age
             if "gender_prob" in out:
                 p = float(out["gender_prob"][i])
                 r.gender, r.gender_p = ("female", p) if p >= 0.5 else ("male", 1 - p)
@@ -215,6 +267,25 @@ class Predictor:
         if not boxes:
             return []
         return self._results(boxes, self._run(arrays))
+
+    def verify(self, image, over: int = 18, challenge: float | None = None) -> list:
+        """Over-``over`` decision for each face of one image (list of
+        :class:`faceage.inference.calibration.AgeDecision`): ``pass`` when ``P(age >= over)`` reaches the threshold
+        of the model's fitted policy (``faceage calibrate --over``), or, with ``challenge``, when the estimated age
+        is at least ``challenge``; else ``refer``. Raises ``ValueError`` when no policy is fitted for ``over``."""
+        return self.decisions(self.predict(image), over, challenge)
+
+    def decisions(self, faces: list[FaceResult], over: int = 18, challenge: float | None = None) -> list:
+        """:meth:`verify` for faces already predicted."""
+        from faceage.inference.calibration import AgeDecision, decide
+
+        policy = self.calibration.policy(over) if self.calibration is not None else None
+        threshold = None if policy is None else float(policy["threshold"])
+        p = [f.p_over(over) for f in faces]
+        passed, rule = decide(None if any(v is None for v in p) else np.array(p, dtype=np.float64), np.array([f.age for f in faces]),
+                              over, threshold, challenge)
+        name = f"challenge{challenge:g}" if challenge is not None else f"fpr<={policy.get('max_fpr', 0.01):g}@{'-'.join(map(str, policy.get('minor_ages', [over - 5, over - 1])))}"
+        return [AgeDecision(f.face, f.age, int(over), "pass" if ok else "refer", v, rule, name) for f, ok, v in zip(faces, passed, p)]
 
     def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
         """Files/folders -> one :class:`FileResult` per image file, in order; bad files carry their error and the

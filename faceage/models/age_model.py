@@ -187,7 +187,7 @@ class AgeModel(nn.Module):
     def from_config(cls, config: dict) -> AgeModel:
         """Rebuilds the architecture (random weights) from :attr:`config`."""
         known = {"backbone", "head", "head_kwargs", "min_age", "max_age", "gender", "gender_net", "race", "dropout", "tta_flip", "round_ages", "input"}
-        unknown = set(config) - known - {"faceage_version", "metrics", "training", "weights_dtype", "onnx"}
+        unknown = set(config) - known - {"faceage_version", "metrics", "training", "weights_dtype", "onnx", "calibration"}
         if unknown:
             raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
         inp = config.get("input", {})
@@ -260,7 +260,10 @@ def load_directory(directory: str | Path, build=model_from_config):
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
-    model = build(json.loads((directory / CONFIG_NAME).read_text()))
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    model = build(config)
+    if "calibration" in config:  # fitted by `faceage calibrate`; kept so that save_pretrained, export and engines carry it
+        model.config["calibration"] = config["calibration"]
     model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
     return model.eval()
 

@@ -219,6 +219,7 @@ class AgeModule(L.LightningModule):
                 row["race_pred"] = pred["race_probs"].argmax(dim=1)
             if "distribution" in pred:
                 row["interval"] = distribution_interval(pred["distribution"], self.model.head.age_values)
+                row["distribution"] = pred["distribution"]  # for the age-assurance figures (calibrated intervals, P(age >= N))
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
         return terms["loss"]
 

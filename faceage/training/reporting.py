@@ -33,10 +33,37 @@ def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None
             f.write("file,age_true,age_pred\n")
             for p, t, y in zip(paths, true, pred):
                 f.write(f"{p},{t:g},{y:.2f}\n")
+    if "distribution" in rows:
+        result["assurance"] = test_assurance(module.model.config, rows["distribution"].numpy(), pred, true, gender, race, intervals)
     result["model"] = module.model.config
     (out / "test_results.json").write_text(json.dumps(result, indent=2))
     written = save_all_plots(pred, true, result, out, log_dir=log_dir)
     overall = result["overall"]
     print(f"test: n={overall['n']} MAE {overall['mae']:.3f} RMSE {overall['rmse']:.3f} CS@5 {overall['cs@5']:.3f}")
     print(f"results: {out / 'test_results.json'}; plots: {', '.join(str(p) for p in written)}")
+    return out
+
+
+def test_assurance(config: dict, dist, pred, true, gender, race, intervals=None) -> dict:
+    """The age-assurance figures (:func:`faceage.evaluation.assurance.assurance_report`) of a test set: the model's
+    calibrated intervals and fitted over-N policies when its config has a calibration (``faceage calibrate``), else
+    the raw 90% intervals and the over-18 curve and challenge-25 rule only."""
+    from faceage.evaluation.assurance import assurance_report
+    from faceage.inference.calibration import Calibration, p_over
+
+    min_age = int(config.get("min_age", 0))
+    cal = Calibration.from_model_config(config)
+    level = 0.9
+    if cal is not None and cal.levels:
+        level = cal.levels[0]
+        low, high = cal.intervals(dist, pred, level)
+    elif intervals is not None:
+        low, high = intervals[:, 0], intervals[:, 1]
+    else:
+        low = high = None
+    policies = {int(k): float(v["threshold"]) for k, v in (cal.config.get("verify", {}) if cal is not None else {}).items()}
+    overs = sorted(policies) or [18]
+    known = lambda codes: codes if (codes >= 0).any() else None  # noqa: E731
+    out = assurance_report(pred, true, known(gender), known(race), low, high, {n: p_over(dist, min_age, n) for n in overs}, policies, n_boot=200)
+    out["level"], out["calibrated"] = level, cal is not None
     return out

@@ -51,6 +51,9 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     assert {"by_age_band", "by_gender", "by_race"} <= set(result)
     assert result["race"]["n"] == overall["n"] and 0 <= result["race"]["accuracy"] <= 1  # the multitask race head
     assert result["gender"]["n"] == overall["n"] and set(result["race"]["recall_by_class"]) <= {"white", "black", "asian", "indian", "others"}
+    assurance = result["assurance"]  # uncalibrated model: raw 90% intervals, the over-18 curve and the challenge-25 rule
+    assert assurance["calibrated"] is False and assurance["intervals"]["overall"]["n"] == overall["n"]
+    assert set(assurance["decisions"]) == {"18"} and assurance["decisions"]["18"]["challenge"]["age"] == 25
     test_rows = list(csv.DictReader((test_dir / "test_predictions.csv").open()))
     assert len(test_rows) == overall["n"] and all(float(r["age_pred"]).is_integer() for r in test_rows)  # round_ages
     for png in ("pred_vs_true.png", "age_distributions.png", "decade_confusion.png", "mae_by_group.png"):
@@ -149,3 +152,22 @@ def test_corrupt_training_image_is_skipped_and_named(utkface_tree, tmp_path, cap
     out = capsys.readouterr().out
     assert "not an image" in out and "31_0_0_20170101999999998" in out  # the reader's report names the file
     assert (_run_dir(runs) / "model" / "model.safetensors").exists()  # and the run went on
+
+
+def test_test_assurance_uses_the_stored_calibration():
+    import numpy as np
+
+    from faceage.training.reporting import test_assurance
+
+    dist = np.zeros((4, 111))
+    dist[np.arange(4), [15, 16, 30, 40]] = 1.0
+    pred, true = np.array([15.0, 16, 30, 40]), np.array([16.0, 14, 31, 45])
+    config = {"min_age": 0, "max_age": 110, "calibration": {"bands": [[0, 200]], "intervals": {"0.8": {"level": 0.8, "offsets": {"0+": 2}}},
+                                                            "verify": {"18": {"threshold": 0.5}}}}
+    out = test_assurance(config, dist, pred, true, np.array([0, 1, 0, 1]), np.full(4, -1))
+    assert out["calibrated"] is True and out["level"] == 0.8
+    assert out["intervals"]["overall"]["coverage"] == 0.75 and out["intervals"]["overall"]["width"] == 4.0  # 40 +- 2 misses 45
+    policy = out["decisions"]["18"]["policy"]["overall"]
+    assert policy["fpr"] == 0.0 and policy["referral"] == 0.0 and out["decisions"]["18"]["policy"]["threshold"] == 0.5
+    raw = test_assurance({"min_age": 0}, dist, pred, true, np.array([0, 1, 0, 1]), np.full(4, -1), intervals=np.stack([pred, pred], 1))
+    assert raw["calibrated"] is False and raw["intervals"]["overall"]["coverage"] == 0.0 and "policy" not in raw["decisions"]["18"]
