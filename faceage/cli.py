@@ -71,6 +71,10 @@ def _predict_parser() -> argparse.ArgumentParser:
                    help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")
+    p.add_argument("--level", type=float, default=None,
+                   help="coverage of the age interval (a calibrated model: a level it was calibrated at; default: its first)")
+    p.add_argument("--distribution", action="store_true",
+                   help="also write each face's age distribution ({start, p}) and P(age >= 18/21/25); on by default for jsonl/parquet")
     return p
 
 
@@ -99,7 +103,8 @@ def predict_main(argv: list[str]) -> int:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     if args.resume and args.output in (None, "-"):
         parser.error("--resume needs --output FILE")
-    from faceage.inference.output import PREDICT_COLUMNS, OutputError, RowWriter, escape_text, prediction_rows
+    from faceage.inference.output import (DISTRIBUTION_COLUMNS, PREDICT_COLUMNS, OutputError, RowWriter, escape_text,
+                                          output_format, prediction_rows)
     from faceage.inference.predictor import Predictor, expand_inputs
     from faceage.inference.progress import progress_bar, progress_wanted, say
 
@@ -109,12 +114,14 @@ def predict_main(argv: list[str]) -> int:
         return 2
     predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
                                batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                               round_ages=False if args.fractional_ages else None, device=args.device)
+                               round_ages=False if args.fractional_ages else None, device=args.device, level=args.level)
     if predictor is None:
         return 2
     annotate_dir = Path(args.annotate) if args.annotate else None
     try:
-        out = RowWriter(args.output, PREDICT_COLUMNS, fmt=args.format, resume=args.resume, key="file")
+        with_distribution = args.distribution or output_format(args.output, args.format) != "csv"
+        columns = PREDICT_COLUMNS + (DISTRIBUTION_COLUMNS if with_distribution else ())
+        out = RowWriter(args.output, columns, fmt=args.format, resume=args.resume, key="file")
         if annotate_dir:
             annotate_dir.mkdir(parents=True, exist_ok=True)
     except (OutputError, OSError) as e:
@@ -143,7 +150,7 @@ def predict_main(argv: list[str]) -> int:
                 continue
             n_ok += 1
             n_faces += len(result.faces)
-            out.write(prediction_rows(result))  # the file's rows as one unit: all written, or none
+            out.write(prediction_rows(result, distribution=with_distribution))  # the file's rows as one unit: all written, or none
             if annotate_dir:
                 from faceage.data.images import ImageLoadError, load_image
                 from faceage.inference.annotate import annotate

@@ -57,8 +57,9 @@ class OutputError(Exception):
 
 @dataclass(frozen=True)
 class Column:
-    """An output column: ``kind`` is ``text``, ``int`` or ``float`` (Parquet types, JSON numbers); ``fmt`` turns a
-    non-``None`` value into its CSV cell (default ``str``); ``None`` is an empty cell / JSON ``null``."""
+    """An output column: ``kind`` is ``text``, ``int``, ``float`` (Parquet types, JSON numbers) or ``json`` (a nested
+    value: itself in JSONL, compact JSON text in CSV and Parquet); ``fmt`` turns a non-``None`` value into its CSV cell
+    (default ``str``); ``None`` is an empty cell / JSON ``null``."""
 
     name: str
     kind: str = "text"
@@ -159,6 +160,8 @@ class RowWriter:
     def _csv_cell(self, column: Column, value: Any) -> str:
         if value is None:
             return ""
+        if column.kind == "json":
+            return json.dumps(value, separators=(",", ":"))
         if column.kind == "text":
             return self.text(value)
         return column.fmt(value) if column.fmt else str(value)
@@ -166,9 +169,16 @@ class RowWriter:
     def _json_value(self, column: Column, value: Any) -> Any:
         if value is None:
             return None
+        if column.kind == "json":
+            return value
         if column.kind == "text":
             return self.text(value)
         return int(value) if column.kind == "int" else float(value)
+
+    def _parquet_value(self, column: Column, value: Any) -> Any:
+        if column.kind == "json" and value is not None:
+            return json.dumps(value, separators=(",", ":"))
+        return self._json_value(column, value)
 
     @staticmethod
     def _csv_lines(rows: Iterable[Sequence[str]]) -> str:
@@ -262,7 +272,7 @@ class RowWriter:
             import pyarrow.parquet as pq
         except ImportError:
             raise OutputError("parquet output needs the pyarrow package: pip install pyarrow") from None
-        types = {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}
+        types = {"text": pa.string(), "int": pa.int64(), "float": pa.float64(), "json": pa.string()}
         self._pa = pa
         self._schema = pa.schema([(c.name, types[c.kind]) for c in self.columns])
         self._pending: list[Mapping] = []
@@ -289,7 +299,7 @@ class RowWriter:
 
     def _flush_parquet(self) -> None:
         if self._pending:
-            columns = {c.name: [self._json_value(c, row.get(c.name)) for row in self._pending] for c in self.columns}
+            columns = {c.name: [self._parquet_value(c, row.get(c.name)) for row in self._pending] for c in self.columns}
             self._parquet.write_table(self._pa.Table.from_pydict(columns, schema=self._schema))
             self._pending.clear()
 
@@ -353,12 +363,24 @@ PREDICT_COLUMNS = (
 )
 
 
-def prediction_rows(result) -> list[dict]:
-    """A :class:`faceage.inference.predictor.FileResult` -> one row (dict over :data:`PREDICT_COLUMNS`) per face."""
+# with --distribution (and by default in JSONL / Parquet): the compact age distribution and the usual over-N
+# probabilities (from the distribution itself; a calibrated over-N decision is ``faceage verify``)
+OVER_AGES = (18, 21, 25)
+DISTRIBUTION_COLUMNS = (Column("distribution", "json"),) + tuple(Column(f"p_over_{n}", "float", _p) for n in OVER_AGES)
+
+
+def prediction_rows(result, distribution: bool = False) -> list[dict]:
+    """A :class:`faceage.inference.predictor.FileResult` -> one row (dict over :data:`PREDICT_COLUMNS`, plus
+    :data:`DISTRIBUTION_COLUMNS` when ``distribution``) per face."""
     rows = []
     for f in result.faces:
         left, top, right, bottom = f.box
-        rows.append({"file": result.path, "face": f.face, "age": f.age, "age_low": f.age_low, "age_high": f.age_high,
-                     "gender": f.gender, "gender_p": f.gender_p, "race": f.race, "race_p": f.race_p,
-                     "left": left, "top": top, "right": right, "bottom": bottom})
+        row = {"file": result.path, "face": f.face, "age": f.age, "age_low": f.age_low, "age_high": f.age_high,
+               "gender": f.gender, "gender_p": f.gender_p, "race": f.race, "race_p": f.race_p,
+               "left": left, "top": top, "right": right, "bottom": bottom}
+        if distribution:
+            has = getattr(f, "distribution", None) is not None
+            row["distribution"] = f.to_dict(distribution=True).get("distribution") if has else None
+            row.update({f"p_over_{n}": f.p_over(n) if has else None for n in OVER_AGES})
+        rows.append(row)
     return rows

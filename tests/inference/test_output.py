@@ -258,3 +258,22 @@ def test_prepare_shows_progress_on_request(tmp_path, capsys):
     assert "prepare: 100%" in err and "4/4" in err, err
     assert main(["prepare", str(src), str(tmp_path / "chips2"), "--workers", "1"]) == 0
     assert "prepare:" not in capsys.readouterr().err  # stderr is no terminal here
+
+
+def test_jsonl_carries_the_age_distribution_and_p_over(awkward_names, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o.jsonl"
+    assert main(["predict", str(awkward_names), "--model", str(tiny_model_dir), *FAST, "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5
+    for row in rows:
+        dist = row["distribution"]
+        # the compact form drops tails under 1e-4: what is kept sums to one within that and its rounding
+        assert isinstance(dist["start"], int) and abs(sum(dist["p"]) - 1) < 0.01
+        assert 1 >= row["p_over_18"] >= row["p_over_21"] >= row["p_over_25"] >= 0
+    # CSV keeps its columns unless asked
+    assert main(["predict", str(awkward_names), "--model", str(tiny_model_dir), *FAST, "--output", str(tmp_path / "o.csv")]) == 0
+    assert "distribution" not in read_csv(tmp_path / "o.csv")[0]
+    assert main(["predict", str(awkward_names), "--model", str(tiny_model_dir), *FAST, "--distribution",
+                 "--output", str(tmp_path / "d.csv")]) == 0
+    first = read_csv(tmp_path / "d.csv")[0]
+    assert json.loads(first["distribution"])["p"] and 0 <= float(first["p_over_18"]) <= 1
