@@ -91,6 +91,7 @@ class Run:
     p_female: dict[int, float] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
+    subset_metrics: dict[str, Any] | None = None
     n_file_args: int = 0  # trailing file arguments of ``command`` (shortened when printed)
 
     def reset(self) -> None:
@@ -122,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed one-image run of each system")
     p.add_argument("--json", default=None, metavar="FILE", help="write all figures as JSON")
     p.add_argument("--markdown", action="store_true", help="also print RESULTS.md-ready markdown tables")
+    p.add_argument("--subset-names", default=str(REPO / "benchmarks" / "utkface_part1_names.txt"), metavar="FILE",
+                   help="also score the images whose file names are listed here (default: the utkface-part1 names, the "
+                        "child-heavy older folder); '' to skip")
     args = p.parse_args(argv)
     if args.limit < 0 or args.batch_size < 1 or args.repeat < 1:
         p.error("--limit must be >= 0, --batch-size and --repeat >= 1")
@@ -364,10 +368,13 @@ def run_systems(files: list[str], model: Path, args: argparse.Namespace, tmp: Pa
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def score(runs: list[Run], records: list) -> list[int]:
-    """Scores every finished run on the images that all of them predicted; returns those image indices."""
+def score(runs: list[Run], records: list, only: set[int] | None = None, attr: str = "metrics") -> list[int]:
+    """Scores every finished run on the images that all of them predicted (and that are in ``only``, when given),
+    into ``run.<attr>``; returns those image indices."""
     done = [r for r in runs if r.ok]
     common = sorted(set.intersection(*(set(r.ages) for r in done))) if done else []
+    if only is not None:
+        common = [i for i in common if i in only]
     if not common:
         return common
     true = [records[i].age for i in common]
@@ -375,12 +382,35 @@ def score(runs: list[Run], records: list) -> list[int]:
     race = [records[i].race for i in common]
     for r in done:
         has_gender = all(i in r.genders for i in common)
-        r.metrics = evaluate_predictions(
+        setattr(r, attr, evaluate_predictions(
             [r.ages[i] for i in common], true, gender=gender, race=race,
             gender_pred=[r.genders[i] for i in common] if has_gender else None,
             gender_prob=[r.p_female[i] for i in common] if has_gender else None,
-        )
+        ))
     return common
+
+
+def group_table(runs: list[Run], engine: str, versions: dict[str, str], attr: str, title: str) -> dict:
+    """Prints MAE (and CS@5, gender accuracy) overall, by age band, gender and race for each run's ``attr`` metrics."""
+    done = [r for r in runs if getattr(r, attr, None)]
+    if not done:
+        return {}
+    first = getattr(done[0], attr)
+    cols = [("all", first["overall"]["n"])] + [(lb, (first["by_age_band"].get(lb) or {}).get("n", 0)) for lb in AGE_BAND_LABELS]
+    cols += [(f"{k}", v["n"]) for k, v in first.get("by_gender", {}).items()] + [(f"{k}", v["n"]) for k, v in first.get("by_race", {}).items()]
+    print(f"\n{title}: MAE (years) overall, by true-age band, gender and race")
+    print("| system | " + " | ".join(f"{c} (n={n})" for c, n in cols) + " | CS@5 | gender acc |")
+    print("|---|" + "---:|" * (len(cols) + 2))
+    out = {}
+    for r in done:
+        m = getattr(r, attr)
+        cells = [m["overall"]["mae"]] + [(m["by_age_band"].get(lb) or {}).get("mae") for lb in AGE_BAND_LABELS]
+        cells += [v.get("mae") for v in m.get("by_gender", {}).values()] + [v.get("mae") for v in m.get("by_race", {}).values()]
+        g = m.get("gender", {})
+        print(f"| {system_label(r, engine, versions)} | " + " | ".join(fmt(c, ".2f") for c in cells)
+              + f" | {fmt(m['overall'].get('cs@5'), '.3f')} | {fmt(g.get('accuracy') if g.get('n') else None, '.3f')} |")
+        out[r.name] = m
+    return out
 
 
 def row_values(r: Run, n_images: int) -> dict[str, Any]:
@@ -533,6 +563,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(done) > 1 and len(common) < len(files):
         print(f"note: accuracy is on the {len(common)} of {len(files)} images every system predicted")
     summary = report(runs, len(files), args.engine, info["versions"], args.markdown)
+    group_table(runs, args.engine, info["versions"], "metrics", f"all {len(common)} images")
+    subset_n = 0
+    if args.subset_names and Path(args.subset_names).is_file():
+        names = set(Path(args.subset_names).read_text().split())
+        subset = score(runs, records, only={i for i, r in enumerate(records) if Path(r.path).name in names}, attr="subset_metrics")
+        subset_n = len(subset)
+        group_table(runs, args.engine, info["versions"], "subset_metrics", f"the {subset_n} images named in {Path(args.subset_names).name}")
 
     if args.json:
         result = {
@@ -554,10 +591,12 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_s_runs": r.walls,
                     **summary["rows"][r.name],
                     "metrics": r.metrics,
+                    "subset_metrics": getattr(r, "subset_metrics", None),
                 }
                 for r in runs
             },
             "speed_ratio": summary["speed_ratio"],
+            "subset": {"names": args.subset_names, "n_scored": subset_n},
         }
         save_json(result, args.json)
         print(f"\nwrote {args.json}")
