@@ -85,6 +85,10 @@ def load_or_report(factory, model, **kwargs):
     """``factory(model, **kwargs)`` (a Predictor or comparer), or ``None`` after one clear ``error:`` line on stderr."""
     try:
         return factory(model, **kwargs)
+    except ModuleNotFoundError as e:
+        from faceage._extras import missing_extra_message
+
+        print(missing_extra_message(e, f"with the model {model or '(bundled)'}") or f"error: {e}", file=sys.stderr)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - a broken model file is a user error, not a crash
@@ -106,7 +110,7 @@ def predict_main(argv: list[str]) -> int:
     from faceage.inference.output import (DISTRIBUTION_COLUMNS, PREDICT_COLUMNS, OutputError, RowWriter, escape_text,
                                           output_format, prediction_rows)
     from faceage.inference.predictor import Predictor, expand_inputs
-    from faceage.inference.progress import progress_bar, progress_wanted, say
+    from faceage.inference.progress import say
 
     files = expand_inputs(args.paths)
     if not files:
@@ -127,8 +131,6 @@ def predict_main(argv: list[str]) -> int:
     except (OutputError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    todo = [f for f in files if out.key_of(f) not in out.done] if args.resume else files
-    n_ok = n_failed = n_faces = 0
     used_names: set[str] = set()
 
     def annotate_target(source: str) -> Path:
@@ -140,7 +142,39 @@ def predict_main(argv: list[str]) -> int:
         used_names.add(name.lower())
         return annotate_dir / name
 
-    bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), "predict")
+    def after(result) -> None:
+        if annotate_dir:
+            from faceage.data.images import ImageLoadError, load_image
+            from faceage.inference.annotate import annotate
+
+            try:
+                annotate(load_image(result.path), result.faces).save(annotate_target(result.path), "JPEG", quality=92)
+            except (ImageLoadError, OSError) as e:
+                say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
+
+    rows_of = lambda result: prediction_rows(result, distribution=with_distribution)  # noqa: E731
+    counts = stream_files(args, predictor, files, out, rows_of, "predict", after)
+    if counts is None:
+        return 2
+    n_ok, n_failed, n_faces, n_skipped = counts
+    if not args.quiet:
+        where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
+        where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
+        skipped = f", {n_skipped} skipped (already in {args.output})" if args.resume else ""
+        print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{skipped}{where}", file=sys.stderr)
+    return 1 if args.strict and n_failed else 0
+
+
+def stream_files(args, predictor, files: list[str], out, rows_of, what: str, after=None) -> tuple[int, int, int, int] | None:
+    """Runs ``predictor`` over ``files`` (less those already in ``out`` with ``--resume``), writing ``rows_of(result)``
+    as one unit per file, with the progress bar and one ``error:`` line per bad file. Returns ``(ok, failed, faces,
+    skipped)``, or ``None`` after one error line when the output cannot be written."""
+    from faceage.inference.output import escape_text
+    from faceage.inference.progress import progress_bar, progress_wanted, say
+
+    todo = [f for f in files if out.key_of(f) not in out.done] if getattr(args, "resume", False) else files
+    n_ok = n_failed = n_faces = 0
+    bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), what)
     try:
         for result in predictor.predict_files(todo):
             bar.update(1)
@@ -150,30 +184,84 @@ def predict_main(argv: list[str]) -> int:
                 continue
             n_ok += 1
             n_faces += len(result.faces)
-            out.write(prediction_rows(result, distribution=with_distribution))  # the file's rows as one unit: all written, or none
-            if annotate_dir:
-                from faceage.data.images import ImageLoadError, load_image
-                from faceage.inference.annotate import annotate
-
-                target = annotate_target(result.path)
-                try:
-                    annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
-                except (ImageLoadError, OSError) as e:
-                    say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
+            out.write(rows_of(result))  # the file's rows as one unit: all written, or none
+            if after is not None:
+                after(result)
         out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
-        bar.close()
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)
-        return 2
+        return None
     finally:
         bar.close()
         with contextlib.suppress(OSError):
             out.close()  # no-op after a clean close
+    return n_ok, n_failed, n_faces, len(files) - len(todo)
+
+
+def _verify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="faceage verify", epilog=EXIT_CODES,
+        description="Over-N age checks: 'pass' (confidently N or over) or 'refer' (check ID), under a policy whose error "
+                    "rates were measured on calibration data (faceage calibrate); the policy is printed first. Columns: "
+                    "file,face,age,decision,p_over,rule,age_low,age_high.")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--over", type=int, default=18, help="the age checked (default 18)")
+    p.add_argument("--challenge", type=float, default=None,
+                   help="challenge-age rule instead of the fitted policy: pass when the estimated age is >= this (e.g. 25)")
+    p.add_argument("--model", default=None, help="model dir (default: the bundled model)")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto", help="auto: onnx when the model has model.onnx")
+    add_run_options(p)
+    p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads")
+    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    return p
+
+
+def verify_main(argv: list[str]) -> int:
+    """``faceage verify``; exit status as ``predict`` (2 also when no policy is fitted for ``--over``)."""
+    parser = _verify_parser()
+    args = parser.parse_args(argv)
+    if args.resume and args.output in (None, "-"):
+        parser.error("--resume needs --output FILE")
+    from faceage.inference.calibration import policy_text
+    from faceage.inference.output import VERIFY_COLUMNS, OutputError, RowWriter, verify_rows
+    from faceage.inference.predictor import Predictor, expand_inputs
+
+    files = expand_inputs(args.paths)
+    if not files:
+        print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    predictor = load_or_report(Predictor, args.model, engine=args.engine, detect=not args.no_detect, detector=args.detector,
+                               batch_size=args.batch_size, workers=args.workers, threads=args.threads, device=args.device)
+    if predictor is None:
+        return 2
+    policy = predictor.calibration.policy(args.over) if predictor.calibration is not None else None
+    if policy is None and args.challenge is None:
+        print(f"error: {args.model or 'the bundled model'}: no over-{args.over} policy fitted; run `faceage calibrate MODEL --over {args.over}` "
+              "or use --challenge AGE", file=sys.stderr)
+        return 2
+    print(policy_text(policy, args.over, args.challenge), file=sys.stderr)
+    try:
+        out = RowWriter(args.output, VERIFY_COLUMNS, fmt=args.format, resume=args.resume, key="file")
+    except (OutputError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    passed = [0]
+
+    def rows_of(result) -> list[dict]:
+        decisions = predictor.decisions(result.faces, args.over, args.challenge)
+        passed[0] += sum(d.decision == "pass" for d in decisions)
+        return verify_rows(result, decisions)
+
+    counts = stream_files(args, predictor, files, out, rows_of, "verify")
+    if counts is None:
+        return 2
+    n_ok, n_failed, n_faces, _ = counts
     if not args.quiet:
-        where = f"; {out.format.upper()}: {args.output}" if not out.stdout else ""
-        where += f"; annotated images: {annotate_dir}" if annotate_dir else ""
-        skipped = f", {len(files) - len(todo)} skipped (already in {args.output})" if args.resume else ""
-        print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces{skipped}{where}", file=sys.stderr)
+        print(f"summary: {n_ok} ok, {n_failed} failed, {n_faces} faces, {passed[0]} pass, {n_faces - passed[0]} refer", file=sys.stderr)
     return 1 if args.strict and n_failed else 0
 
 
@@ -314,7 +402,7 @@ def describe_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"describe": describe_main, "predict": predict_main, "export": export_main, "prepare": prepare_main, "models": models_main}
+COMMANDS = {"describe": describe_main, "predict": predict_main, "verify": verify_main, "export": export_main, "prepare": prepare_main, "models": models_main}
 # commands living beside the code they drive: "module:function", imported only when chosen
 LAZY_COMMANDS = {
     "compare": "faceage.inference.compare:main",
@@ -322,7 +410,6 @@ LAZY_COMMANDS = {
     "kfold": "faceage.training.kfold:main",
     "report": "faceage.evaluation.report:main",
     "calibrate": "faceage.evaluation.calibration:main",
-    "verify": "faceage.inference.verify:main",
     "explain": "faceage.inference.explain:main",
     "serve": "faceage.app.server:main",
     "push": "faceage.models.hub:main",
@@ -341,6 +428,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faceage {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    try:
+        return _run(command, rest)
+    except ModuleNotFoundError as e:  # an optional package (extra) is not installed: say which to install
+        from faceage._extras import missing_extra_message
+
+        message = missing_extra_message(e, command)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+
+
+def _run(command: str, rest: list[str]) -> int:
     if command in ("fit", "validate", "test"):
         from faceage.training.cli import run_cli
 

@@ -384,3 +384,16 @@ def prediction_rows(result, distribution: bool = False) -> list[dict]:
             row.update({f"p_over_{n}": f.p_over(n) if has else None for n in OVER_AGES})
         rows.append(row)
     return rows
+
+
+VERIFY_COLUMNS = (
+    Column("file"), Column("face", "int"), Column("age", "float", _age), Column("decision"), Column("p_over", "float", _p),
+    Column("rule"), Column("age_low", "float", _g), Column("age_high", "float", _g),
+)
+
+
+def verify_rows(result, decisions) -> list[dict]:
+    """A :class:`FileResult` and its faces' :class:`~faceage.inference.calibration.AgeDecision` s -> rows over
+    :data:`VERIFY_COLUMNS`."""
+    return [{"file": result.path, "face": d.face, "age": d.age, "decision": d.decision, "p_over": d.p_over, "rule": d.rule,
+             "age_low": f.age_low, "age_high": f.age_high} for f, d in zip(result.faces, decisions)]

@@ -147,13 +147,16 @@ def test_calibrate_then_verify_cli(model_copy, utkface_tree, tmp_path, capsys, o
     cal = json.loads((model_copy / "config.json").read_text())["calibration"]
     assert cal["n"] == 96 and set(cal["verify"]) == {"18", "21"} and cal["intervals"]["0.9"]["fitted"]["overall"]["coverage"] >= 0.9
     assert "2 listed name(s) not found" in err and "1 skipped" in err  # missing.jpg, and the broken file the reader skipped
-    # verify with the fitted policy: CSV + the policy on stderr; a bad file is one line and the exit status is 1
+    # verify with the fitted policy: CSV + the policy on stderr; a bad file is one line, the run completes (exit 0),
+    # and --strict makes the failed file exit 1, as in predict
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     out_csv = tmp_path / "v.csv"
     rc = main(["verify", "--over", "18", str(utkface_tree / files[0]), str(bad), "--no-detect", "--model", str(model_copy), "--output", str(out_csv)])
     err = capsys.readouterr().err
-    assert rc == 1 and "policy: over 18 when P(age >= 18)" in err and f"error: {bad}:" in err and "summary: 1 ok, 1 failed, 1 faces" in err
+    assert rc == 0 and "policy: over 18 when P(age >= 18)" in err and f"error: {bad}:" in err and "summary: 1 ok, 1 failed, 1 faces" in err
+    assert main(["verify", "--over", "18", str(bad), "--no-detect", "--model", str(model_copy), "--strict", "--quiet"]) == 1
+    capsys.readouterr()
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == ["file", "face", "age", "decision", "p_over", "rule", "age_low", "age_high"]
     assert rows[0]["decision"] in ("pass", "refer") and rows[0]["rule"].startswith("p_over>=")

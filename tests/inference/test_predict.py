@@ -236,21 +236,23 @@ def test_expand_inputs_keeps_named_files_and_reports_dangling_links(image_zoo, t
 
 @pytest.mark.parametrize("engine", [["--engine", "onnx"], []], ids=["onnx", "auto-default"])
 def test_onnx_engine_does_not_import_torch(engine, tiny_model_dir, image_zoo, tmp_path):
-    """``--engine onnx``, and the default ``auto`` on a model directory with ``model.onnx``: no torch import at all,
-    for ``predict`` and for ``compare`` (age-difference comparator)."""
+    """``--engine onnx``, and the default ``auto`` on a model directory with ``model.onnx``: no torch import at all, nor
+    any other package of an extra (the core install runs these), for ``predict``, ``compare`` (age-difference
+    comparator) and ``verify``."""
     script = textwrap.dedent(
         """
         import sys
+        from faceage._extras import MODULE_EXTRA
         from faceage.cli import main
         rc = main(sys.argv[1:])
-        loaded = sorted(m for m in ("torch", "torchvision", "lightning", "timm") if m in sys.modules)
+        loaded = sorted(m for m in MODULE_EXTRA if m in sys.modules)  # no optional (extra) package at all
         print("LOADED", loaded, "RC", rc)
         """
     )
     out_csv = tmp_path / "onnx.csv"
     a, b = str(image_zoo.valid["gray"][0]), str(image_zoo.valid["webp"][0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
-    for args in (["predict", a, b, "--output", str(out_csv)], ["compare", a, b]):
+    for args in (["predict", a, b, "--output", str(out_csv)], ["compare", a, b], ["verify", "--over", "18", "--challenge", "25", a]):
         argv = [*args, "--model", str(tiny_model_dir), *engine, "--no-detect", *FAST]
         proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stderr
@@ -414,3 +416,18 @@ def test_cuda_gives_the_cpu_results(engine, tiny_model_dir, image_zoo):
     gpu = [r.faces[0] for r in Predictor(str(tiny_model_dir), engine=engine, detect=False, device="cuda").predict_files(files)]
     for a, b in zip(cpu, gpu):
         assert abs(a.age - b.age) < 1e-3 and abs(a.gender_p - b.gender_p) < 1e-3
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # as if only the core install were there
+        from faceage.cli import main
+        print("RC", main(["fit", "--config", "configs/default.yaml"]))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert "RC 2" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: faceage fit needs the optional package 'torch': pip install \"faceage[train]\""
