@@ -143,7 +143,7 @@ def build(args: argparse.Namespace) -> None:
         model.config["round_ages"] = args.round_ages == "on"
     if target.exists():
         shutil.rmtree(target)
-    model.save_pretrained(target, extra={"members_from": list(args.models)}, dtype="float16" if args.float16 else "float32")
+    model.save_pretrained(target, extra={"training": {"members_from": list(args.models)}}, dtype="float16" if args.float16 else "float32")
     model = load_model(target)  # export what users will load (float16-rounded weights included)
     config = json.loads((target / "config.json").read_text())
     if args.quantize == "int8":
