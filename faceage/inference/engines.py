@@ -6,7 +6,6 @@ Both take a float32 batch ``(B, 3, S, S)`` and return NumPy ``{"age": (B,), "dis
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,9 @@ class OnnxEngine:
         onnx_path = path if path.suffix == ".onnx" else path / ONNX_NAME
         if not onnx_path.exists():
             raise FileNotFoundError(f"{onnx_path}: no ONNX graph; write one with `faceage export --format onnx {model_dir}`")
-        self.config = json.loads((onnx_path.parent / "config.json").read_text())
+        from faceage.models.config import read_model_config
+
+        self.config = read_model_config(onnx_path.parent / "config.json")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle ORT threads must not spin: on small machines they would steal the cores that decode the next images

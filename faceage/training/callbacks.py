@@ -24,6 +24,8 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from faceage.models.config import validate_model_config
+
 TRUST_PICKLE_ENV = "FACEAGE_TRUST_PICKLE"  # "1": checkpoints may be unpickled (runs code from the file)
 TEMP_MARK = ".tmp-"
 
@@ -177,7 +179,7 @@ class ExportBestModel(L.Callback):
         if best and Path(best).exists():
             ckpt = load_checkpoint_file(best, map_location="cpu", weights_only=True)
             prefix = "model."
-            model = type(model).from_config(ckpt["model_config"])
+            model = type(model).from_config(validate_model_config(ckpt["model_config"], f"{best}: model_config"))
             model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
             cb = trainer.checkpoint_callback
             score = float(cb.best_model_score) if cb.best_model_score is not None else None
