@@ -13,6 +13,19 @@ import numpy as np
 ONNX_NAME = "model.onnx"
 
 
+def export_dir(model: str | Path) -> Path:
+    """The folder holding a model's exported graphs (``model.onnx`` + ``config.json``): a model directory itself,
+    the folder of a ``.safetensors`` / ``.onnx`` file, and for a checkpoint ``run/checkpoints/last.ckpt`` the folder
+    ``run/checkpoints/last/`` beside it (one per checkpoint: ``faceage export`` writes there, the ONNX engine reads
+    there)."""
+    path = Path(model)
+    if path.suffix in (".safetensors", ".onnx"):
+        return path.parent
+    if path.suffix == ".ckpt" or (path.is_file() and not path.is_dir()):
+        return path.with_suffix("")
+    return path
+
+
 class TorchEngine:
     """Runs an ``AgeModel`` with PyTorch on ``device``."""
 
@@ -42,7 +55,7 @@ class OnnxEngine:
         import onnxruntime as ort
 
         path = Path(model_dir)
-        onnx_path = path if path.suffix == ".onnx" else path / ONNX_NAME
+        onnx_path = path if path.suffix == ".onnx" else export_dir(path) / ONNX_NAME
         if not onnx_path.exists():
             raise FileNotFoundError(f"{onnx_path}: no ONNX graph; write one with `faceage export --format onnx {model_dir}`")
         from faceage.models.config import read_model_config

@@ -267,6 +267,16 @@ def load_directory(directory: str | Path, build=model_from_config):
     return model.eval()
 
 
+def checkpoint_problem(e: Exception) -> str:
+    """One line for a failed ``torch.load(weights_only=True)``: a refused pickle says so (torch's message runs to
+    a dozen lines), anything else is the error's first line."""
+    import pickle
+
+    if isinstance(e, pickle.UnpicklingError):
+        return "refused: it holds objects that only unpickling could rebuild, which could run code from the file"
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 def load_model(source: str | Path | None = None) -> AgeModel:
     """Loads an ``AgeModel`` (or an ``AgeEnsemble``, which decodes the same way) from a model directory, a
     ``.safetensors`` file beside its ``config.json``, or a Lightning ``.ckpt`` (read with
@@ -285,7 +295,7 @@ def load_model(source: str | Path | None = None) -> AgeModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"{path}: not a readable faceage checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable faceage checkpoint ({checkpoint_problem(e)})") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
         raise ValueError(f"{path}: not a faceage checkpoint (no 'model_config' entry)")
     model = AgeModel.from_config(validate_model_config(ckpt["model_config"], f"{path}: model_config"))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage._registry import Registry
-from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, load_model, model_from_config
+from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, checkpoint_problem, load_model, model_from_config
 from faceage.models.backbones import create_backbone
 from faceage.models.config import read_model_config, validate_model_config
 
@@ -470,7 +470,7 @@ def load_pair_model(source: str | Path | None = None, age_scale: float = 2.0) ->
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"{path}: not a readable faceage checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable faceage checkpoint ({checkpoint_problem(e)})") from None
     if isinstance(ckpt, dict) and "pair_model_config" in ckpt:
         model = PairModel.from_config(validate_model_config(ckpt["pair_model_config"], f"{path}: pair_model_config"))
         prefix = "model."
