@@ -103,8 +103,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning ``CheckpointIO`` with atomic local writes and reads that never unpickle (see module docstring).
 
     A write goes to ``.<name>.tmp-<pid>`` in the target's own directory (so the rename never crosses filesystems,
-    whatever ``TMPDIR`` is), is fsynced, and replaces the target with ``os.replace``; an existing target is first
-    kept as ``<stem>.prev<suffix>`` (a hard link where the filesystem has them). A kill at any point leaves either
+    whatever ``TMPDIR`` is), is fsynced, and replaces the target with ``os.replace``; an existing ``last*.ckpt`` is
+    first kept as ``last.prev.ckpt`` (a hard link where the filesystem has them). A kill at any point leaves either
     the old or the new complete file, plus at most a temp file that the next save removes.
     """
 
@@ -120,8 +120,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            if target.is_file():
-                _keep_previous(target)
+            if target.is_file() and target.name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST):
+                _keep_previous(target)  # last*.ckpt only: a re-saved best-NN.ckpt must not leave a best-NN.prev.ckpt
             os.replace(tmp, target)
             _fsync_directory(target.parent)
         finally:

@@ -18,9 +18,9 @@ from faceage.training.callbacks import CheckpointError, SafeCheckpointIO, load_c
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# 96 generated faces -> 77 train -> 5 batches of 16 per epoch; saving every 5 steps makes the step save coincide
+# 48 generated faces -> 38 train -> 3 batches of 16 per epoch; saving every 3 steps makes the step save coincide
 # with every epoch end (the case where Lightning used to keep only the pre-validation state)
-EVERY = 5
+EVERY = 3
 EPOCHS = 2
 
 
@@ -83,7 +83,7 @@ def utk(tmp_path_factory):
     spec = importlib.util.spec_from_file_location("faceage_tests_conftest", Path(__file__).parents[1] / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    return conftest.write_utkface_tree(tmp_path_factory.mktemp("utk") / "utk")
+    return conftest.write_utkface_tree(tmp_path_factory.mktemp("utk") / "utk", n=48)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def reference(utk, tmp_path_factory):
     return outcome(*fit(utk, tmp_path_factory.mktemp("ref"), EPOCHS, EVERY))
 
 
-@pytest.mark.parametrize("kill", [("train_batch_start", 7), ("validation_end", 10)], ids=["mid-epoch", "after-validation"])
+@pytest.mark.parametrize("kill", [("train_batch_start", 4), ("validation_end", 6)], ids=["mid-epoch", "after-validation"])
 def test_kill_then_resume_is_exact(utk, reference, tmp_path, kill):
-    # mid-epoch 1: the last save is the end of epoch 0, after its validation (it used to be the step-5 save from
+    # mid-epoch 1: the last save is the end of epoch 0, after its validation (it used to be the step-3 save from
     # before validation, so the resumed run forgot epoch 0's score and best checkpoint); after validation of epoch 1,
     # before its epoch-end save: the resume redoes epoch 1 from the end of epoch 0. Both resume from an epoch end,
     # where Lightning restores no loader state (the loader used to replay epoch 0's order)
@@ -102,7 +102,7 @@ def test_kill_then_resume_is_exact(utk, reference, tmp_path, kill):
         fit(utk, tmp_path, EPOCHS, EVERY, kill=kill)
     last = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, weights_only=True)
-    assert ckpt["global_step"] == 5
+    assert ckpt["global_step"] == EVERY
     assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] % EVERY == 0  # an epoch end
     assert_same(reference, outcome(*fit(utk, tmp_path, EPOCHS, EVERY, ckpt_path=str(last))))
 
@@ -138,11 +138,11 @@ def test_sigkill_during_save_keeps_the_good_checkpoint(utk, reference, tmp_path)
     assert len(stale) == 1  # the half-written temp file, beside last.ckpt (never in TMPDIR)
     assert not list(tmpdir.iterdir())
     last = ckpts / "last.ckpt"
-    assert torch.load(last, weights_only=True)["global_step"] == 5  # the previous good checkpoint, complete
+    assert torch.load(last, weights_only=True)["global_step"] == EVERY  # the previous good checkpoint, complete
     resumed = outcome(*fit(utk, run, EPOCHS, EVERY, ckpt_path=str(last)))
     assert_same(reference, resumed)
     assert not list(ckpts.glob(".*.tmp-*"))  # the next save cleaned the partial file
-    assert torch.load(previous_checkpoint(last), weights_only=True)["global_step"] == 5  # one good copy kept
+    assert torch.load(previous_checkpoint(last), weights_only=True)["global_step"] == EVERY  # one good copy kept
 
 
 def test_checkpoint_never_written_in_place(tmp_path, monkeypatch):
