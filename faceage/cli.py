@@ -156,7 +156,7 @@ def export_main(argv: list[str]) -> int:
     from faceage.inference.predictor import expand_inputs
     from faceage.models.age_model import load_model
 
-    model = load_or_report(lambda source: load_model(source), args.model)
+    model = load_or_report(load_model, args.model)
     if model is None:
         return 2
     if args.model is None:  # the bundled model's folder is read-only package data
@@ -185,8 +185,11 @@ def export_main(argv: list[str]) -> int:
     config_target = out.parent / "config.json"
     if not config_target.exists():
         import json
+        import os
 
-        config_target.write_text(json.dumps(model.config, indent=2))
+        partial = config_target.with_name(f".{config_target.name}.tmp-{os.getpid()}")
+        partial.write_text(json.dumps(model.config, indent=2))
+        os.replace(partial, config_target)  # atomic: a kill never leaves a half-written config beside the graph
     print(f"wrote {out.resolve()}")
     return 0
 

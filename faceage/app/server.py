@@ -92,19 +92,22 @@ class UploadCache:
                 continue
             entries.append((st.st_mtime, st.st_size, path))
         entries.sort()  # oldest first
-        total, deleted = sum(e[1] for e in entries), 0
+        total, deleted, emptied = sum(e[1] for e in entries), 0, set()
         for mtime, size, path in entries:
             if now - mtime <= self.max_age_s and total <= self.max_bytes:
                 break
             try:
                 path.unlink()
+                emptied.add(path.parent)
                 deleted += 1
                 total -= size
             except OSError:
                 pass
         for folder in sorted((p for p in self.dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             try:
-                folder.rmdir()  # only succeeds when empty (Gradio makes one folder per upload)
+                # Gradio makes one folder per upload, then moves the file in: leave just-made (empty) ones alone
+                if folder in emptied or now - folder.stat().st_mtime > 5:
+                    folder.rmdir()  # only succeeds when empty
             except OSError:
                 pass
         return deleted

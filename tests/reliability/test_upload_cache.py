@@ -30,6 +30,7 @@ def test_prune_bounds_age_and_size(tmp_path, monkeypatch):
             path = folder / "upload.bin"
             path.write_bytes(b"\0" * kb * 1024)
             os.utime(path, (now - age_s, now - age_s))
+            os.utime(folder, (now - age_s - 10, now - age_s - 10))
         assert cache.prune() == 2  # the hour-old file (age), then the oldest until <= 1 MB (size)
         assert sorted(p.parent.name for p in cache.files()) == ["u2", "u3", "u4"]
         assert cache.size() == 900 * 1024
