@@ -269,7 +269,8 @@ def export_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage export", description="Export a model to ONNX or TorchScript.")
     p.add_argument("model", nargs="?", default=None, help="model dir / .ckpt (default: bundled)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--output", default=None, help="output file (default: model.onnx / model.torchscript.pt beside the model's config)")
+    p.add_argument("--output", default=None, help="output file (default: model.onnx / model.torchscript.pt in the model's folder; "
+                                                  "for a checkpoint X.ckpt in the folder X/ beside it, where predict --engine onnx looks)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="ONNX only: static int8 quantization (about 2x faster on CPUs with VNNI); needs --calibration")
     p.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
@@ -280,15 +281,25 @@ def export_main(argv: list[str]) -> int:
     if args.quantize and not args.calibration:
         p.error("--quantize int8 needs --calibration with face images like the model's inputs")
 
+    from faceage.inference.engines import export_dir
     from faceage.inference.export import calibration_batch, export_onnx, export_torchscript, quantize_onnx
     from faceage.inference.predictor import expand_inputs
     from faceage.models.age_model import load_model
 
-    model = load_model(args.model)
-    default_dir = Path(args.model) if args.model and Path(args.model).is_dir() else Path(".")
+    model = load_or_report(load_model, args.model)
+    if model is None:
+        return 2
+    if args.model is None:  # the bundled model's folder is read-only package data
+        default_dir = Path(".")
+    else:
+        default_dir = export_dir(args.model)  # where predict --model <the same path> --engine onnx looks
     name = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
     out = Path(args.output) if args.output else default_dir / name
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: {out.parent}: {e.strerror or e}", file=sys.stderr)
+        return 2
     if args.quantize:
         try:
             calibration = calibration_batch(expand_inputs(args.calibration), model.input_config)
@@ -304,9 +315,12 @@ def export_main(argv: list[str]) -> int:
     config_target = out.parent / "config.json"
     if not config_target.exists():
         import json
+        import os
 
-        config_target.write_text(json.dumps(model.config, indent=2))
-    print(f"wrote {out}")
+        partial = config_target.with_name(f".{config_target.name}.tmp-{os.getpid()}")
+        partial.write_text(json.dumps(model.config, indent=2))
+        os.replace(partial, config_target)  # atomic: a kill never leaves a half-written config beside the graph
+    print(f"wrote {out.resolve()}")
     return 0
 
 

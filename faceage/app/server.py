@@ -10,14 +10,23 @@ distributions (or a pair model's :class:`faceage.inference.compare.FaceComparer`
 Safety: the handlers only ever see decoded image data (``gr.Image(type="pil")``), never a path from the user;
 uploads are capped in bytes (Gradio's ``max_file_size``) and pixels, formats outside :data:`ACCEPTED_FORMATS`
 are refused, and every problem (bad file, no face, too large) becomes a short message, never a traceback.
+
+Upload cache: Gradio stores every file posted to its upload endpoint (even when no prediction runs) in its cache
+folder. ``faceage serve`` gives it a private folder (:class:`UploadCache`, via ``GRADIO_TEMP_DIR``) bounded in total
+size (``--cache-mb``, default 200) and file age (``--cache-age``, default 600 s), and deletes it on exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +48,98 @@ CONCURRENCY_ID = "model"  # every event shares one queue slot: the model runs on
 DISCLAIMER = ("Estimates are statistical guesses (typically several years off, more for children and the elderly) "
               "and differ in accuracy between groups; do not use them to make decisions about people. "
               "Uploaded photos are processed in memory for this request only.")
+
+
+DEFAULT_CACHE_MB = 200
+DEFAULT_CACHE_AGE_S = 600
+
+
+class UploadCache:
+    """A private Gradio upload folder bounded in total size and file age, removed by :meth:`close`.
+
+    Gradio's ``delete_cache`` (set by :func:`launch`) deletes files by age only; nothing in Gradio bounds the total
+    size, so a thread here prunes every ``interval`` seconds: files older than ``max_age_s`` go, then the oldest
+    until the folder holds at most ``max_mb`` (between two passes it can exceed that by what arrives meanwhile).
+
+    Creating it points ``GRADIO_TEMP_DIR`` at the folder (the Blocks and the server read it when they are built);
+    :meth:`close` restores the previous value.
+    """
+
+    def __init__(self, max_mb: float = DEFAULT_CACHE_MB, max_age_s: float = DEFAULT_CACHE_AGE_S, parent: str | None = None,
+                 interval: float = 1.0) -> None:
+        if max_mb <= 0 or max_age_s <= 0:
+            raise ValueError(f"upload cache limits must be > 0, got {max_mb} MB and {max_age_s} s")
+        self.max_bytes, self.max_age_s, self.interval = int(max_mb * 2**20), float(max_age_s), interval
+        self.dir = Path(tempfile.mkdtemp(prefix="faceage-uploads-", dir=parent))
+        self._previous = os.environ.get("GRADIO_TEMP_DIR")
+        os.environ["GRADIO_TEMP_DIR"] = str(self.dir)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def files(self) -> list[Path]:
+        return [p for p in self.dir.rglob("*") if p.is_file()]
+
+    def size(self) -> int:
+        return sum(_file_size(p) for p in self.files())
+
+    def prune(self) -> int:
+        """One pass; returns how many files it deleted."""
+        now, entries = time.time(), []
+        for path in self.files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+        entries.sort()  # oldest first
+        total, deleted, emptied = sum(e[1] for e in entries), 0, set()
+        for mtime, size, path in entries:
+            if now - mtime <= self.max_age_s and total <= self.max_bytes:
+                break
+            try:
+                path.unlink()
+                emptied.add(path.parent)
+                deleted += 1
+                total -= size
+            except OSError:
+                pass
+        for folder in sorted((p for p in self.dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                # Gradio makes one folder per upload, then moves the file in: leave just-made (empty) ones alone
+                if folder in emptied or now - folder.stat().st_mtime > 5:
+                    folder.rmdir()  # only succeeds when empty
+            except OSError:
+                pass
+        return deleted
+
+    def start(self) -> UploadCache:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="faceage-upload-cache", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.prune()
+
+    def close(self) -> None:
+        """Stops pruning, deletes the folder and everything in it, restores ``GRADIO_TEMP_DIR``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("GRADIO_TEMP_DIR") == str(self.dir):
+            if self._previous is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = self._previous
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class UploadError(Exception):
@@ -343,7 +444,7 @@ def build_app(predictor: Any, explainer: Any = None, comparer: Any = None, max_u
 
 
 def launch(demo: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-           block: bool = True, quiet: bool = False) -> Any:
+           block: bool = True, quiet: bool = False, cache: UploadCache | None = None) -> Any:
     """Starts the server with the upload cap, one model request at a time, and no outside resources.
 
     Args:
@@ -353,11 +454,17 @@ def launch(demo: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_up
         max_upload_mb: largest accepted upload in megabytes.
         block: serve until interrupted; ``False`` returns once the server is up (tests).
         quiet: no start-up banner.
+        cache: the :class:`UploadCache` whose folder the app was built with (``demo`` built after creating it):
+            its pruning starts here, and Gradio's own ``delete_cache`` ages files out and empties it at shutdown.
 
     Returns:
         What ``gr.Blocks.launch`` returns (``(app, local_url, share_url)``).
     """
     demo.queue(default_concurrency_limit=1)
+    if cache is not None:
+        age = max(1, int(cache.max_age_s))
+        demo.delete_cache = (max(1, age // 2), age)  # read when the server app is created, just below
+        cache.start()
     return demo.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb", show_error=False,
                        ssr_mode=False, prevent_thread_lock=not block, quiet=quiet, theme=_theme(), share=False,
                        inbrowser=False)
@@ -374,9 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload")
     p.add_argument("--no-heatmap", action="store_true", help="hide the Grad-CAM option")
+    p.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB, help="most megabytes of uploads kept on disk")
+    p.add_argument("--cache-age", type=float, default=DEFAULT_CACHE_AGE_S, help="seconds an upload is kept on disk")
     args = p.parse_args(argv)
     if args.max_upload_mb <= 0:
         p.error("--max-upload-mb must be > 0")
+    if args.cache_mb <= 0 or args.cache_age <= 0:
+        p.error("--cache-mb and --cache-age must be > 0")
     try:
         from faceage.inference.predictor import Predictor
 
@@ -397,14 +508,17 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    demo = build_app(predictor, explainer, comparer, args.max_upload_mb)
+    cache = UploadCache(args.cache_mb, args.cache_age)  # before build_app: Gradio reads its folder when building
     try:
-        launch(demo, args.host, args.port, args.max_upload_mb)
+        demo = build_app(predictor, explainer, comparer, args.max_upload_mb)
+        launch(demo, args.host, args.port, args.max_upload_mb, cache=cache)
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
+    finally:
+        cache.close()
     return 0
 
 

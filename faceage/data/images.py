@@ -2,6 +2,10 @@
 
 Pillow does the decoding; this module only turns its many failure modes (and a few it lets through, such as
 truncated JPEGs decoded with grey padding, or 16-bit greyscale) into one error type and one colour mode.
+
+Files are judged before they are read: a file larger than :func:`max_image_bytes` (50 MB by default; set the
+``FACEAGE_MAX_IMAGE_BYTES`` environment variable to change it) is refused from its size alone, and headers claiming
+more than :data:`MAX_IMAGE_PIXELS` pixels from the header alone, so neither costs memory.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MAX_IMAGE_PIXELS = 64_000_000  # 8000x8000; larger headers are treated as decompression bombs
 MIN_FACE_SIDE = 16  # pixels; anything smaller cannot hold a face worth estimating
+MAX_IMAGE_BYTES = 50 * 1024 * 1024  # default per-file limit; a photo this large is already unusual
+MAX_IMAGE_BYTES_ENV = "FACEAGE_MAX_IMAGE_BYTES"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -29,6 +35,23 @@ class ImageLoadError(Exception):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def max_image_bytes() -> int:
+    """The per-file size limit: ``FACEAGE_MAX_IMAGE_BYTES`` when set to a positive integer, else 50 MB."""
+    value = os.environ.get(MAX_IMAGE_BYTES_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_IMAGE_BYTES
+
+
+def _size_problem(size: int) -> str | None:
+    limit = max_image_bytes()
+    if size > limit:
+        return f"file too large ({_amount(size)}; the limit is {_amount(limit)}, set {MAX_IMAGE_BYTES_ENV} to change it)"
+    return None
+
+
+def _amount(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -135,6 +158,9 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
             if not path.is_file():
                 raise ImageLoadError(name, "not a regular file")
             try:
+                problem = _size_problem(path.stat().st_size)  # before reading: a huge (or sparse) file costs nothing
+                if problem:
+                    raise ImageLoadError(name, problem)
                 data = path.read_bytes()
             except OSError as e:
                 raise ImageLoadError(name, f"cannot read file ({e.strerror or e})") from None
@@ -142,6 +168,9 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray, min
             data = source
         if not data:
             raise ImageLoadError(name, "empty file (0 bytes)")
+        problem = _size_problem(len(data))
+        if problem:
+            raise ImageLoadError(name, problem)
         try:
             img = _open(data, name)
             img.load()
@@ -173,8 +202,11 @@ def check_image_header(path: str | os.PathLike) -> str | None:
     if p.is_dir():
         return "is a directory, not an image"
     try:
-        if p.stat().st_size == 0:
+        size = p.stat().st_size
+        if size == 0:
             return "empty file (0 bytes)"
+        if _size_problem(size):
+            return _size_problem(size)
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(p)

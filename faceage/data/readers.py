@@ -33,7 +33,7 @@ from typing import Any
 
 from faceage._registry import Registry
 from faceage.data.images import IMAGE_EXTENSIONS, check_image_header, is_image_file
-from faceage.data.records import MAX_VALID_AGE, MIN_VALID_AGE, RACES, FaceRecord, ReadReport
+from faceage.data.records import MAX_VALID_AGE, MIN_VALID_AGE, RACES, FaceRecord, ReadReport, drop_duplicates
 
 Reader = Callable[..., tuple[list[FaceRecord], ReadReport]]
 READERS: Registry[Reader] = Registry("dataset")
@@ -791,5 +791,6 @@ def read_dataset(name: str, root: str | os.PathLike, **kwargs: Any) -> tuple[lis
         KeyError: for an unknown reader name, listing the valid ones.
     """
     records, report = READERS.get(name)(root, **kwargs)
+    records = drop_duplicates(records, report)
     report.source = name
     return records, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +94,22 @@ class ReadReport:
             "dropped": dict(self.dropped),
             "examples": self.examples,
         }
+
+
+def drop_duplicates(records: list[FaceRecord], report: ReadReport) -> list[FaceRecord]:
+    """The records with each image file once (the first row wins); every later row naming the same file is reported
+    as ``skipped N x duplicate``, like other bad rows, so one repeated row never stops a run."""
+    seen: set[str] = set()
+    kept = []
+    for r in records:
+        key = os.path.normcase(os.path.abspath(r.path))
+        if key in seen:
+            report.skip("duplicate", r.path)
+            report.n_ok -= 1
+            continue
+        seen.add(key)
+        kept.append(r)
+    return kept
 
 
 def save_records(records: list[FaceRecord], path: str | Path) -> None:

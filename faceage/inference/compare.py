@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +49,9 @@ def is_pair_model(source: str | Path | None) -> bool:
         path = path.parent
     if path.is_dir():
         config_path = path / "config.json"
-        return config_path.exists() and "kind" in json.loads(config_path.read_text())
+        from faceage.models.config import read_model_config
+
+        return config_path.exists() and "kind" in read_model_config(config_path)
     if path.is_file() and path.suffix == ".ckpt":
         import torch
 

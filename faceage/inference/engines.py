@@ -7,7 +7,6 @@ Both take a float32 batch ``(B, 3, S, S)`` and return NumPy ``{"age": (B,), "dis
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,19 @@ def resolve_engine(model, engine: str = "auto", device: str = "cpu") -> str:
     return "onnx" if path.is_dir() and (path / ONNX_NAME).is_file() else "torch"
 
 
+def export_dir(model: str | Path) -> Path:
+    """The folder holding a model's exported graphs (``model.onnx`` + ``config.json``): a model directory itself,
+    the folder of a ``.safetensors`` / ``.onnx`` file, and for a checkpoint ``run/checkpoints/last.ckpt`` the folder
+    ``run/checkpoints/last/`` beside it (one per checkpoint: ``faceage export`` writes there, the ONNX engine reads
+    there)."""
+    path = Path(model)
+    if path.suffix in (".safetensors", ".onnx"):
+        return path.parent
+    if path.suffix == ".ckpt" or (path.is_file() and not path.is_dir()):
+        return path.with_suffix("")
+    return path
+
+
 class TorchEngine:
     """Runs an ``AgeModel`` with PyTorch on ``device``."""
 
@@ -102,10 +114,12 @@ class OnnxEngine:
         self.device = device
 
         path = Path(model_dir)
-        onnx_path = path if path.suffix == ".onnx" else path / ONNX_NAME
+        onnx_path = path if path.suffix == ".onnx" else export_dir(path) / ONNX_NAME
         if not onnx_path.exists():
             raise FileNotFoundError(f"{onnx_path}: no ONNX graph; write one with `faceage export --format onnx {model_dir}`")
-        self.config = json.loads((onnx_path.parent / "config.json").read_text())
+        from faceage.models.config import read_model_config
+
+        self.config = read_model_config(onnx_path.parent / "config.json")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle ORT threads must not spin: on small machines they would steal the cores that decode the next images

@@ -316,6 +316,9 @@ class Predictor:
                 else:
                     part = {k: v[start : start + len(boxes)] for k, v in out.items()}
                     start += len(boxes)
+                    if not np.isfinite(part["age"]).all():  # e.g. a config with std 0: an error, never an "ok" NaN age
+                        yield FileResult(path, [], "the model gave a non-finite age (NaN or inf); check its config")
+                        continue
                     yield FileResult(path, self._results(boxes, part))
             pending.clear()
 

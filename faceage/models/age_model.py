@@ -15,6 +15,7 @@ from torch import nn
 
 from faceage.data.records import RACES
 from faceage.models.backbones import apply_transfer_mode, create_backbone
+from faceage.models.config import read_model_config, validate_model_config
 from faceage.models.heads import create_head
 
 # UTKFace's chips are dlib get_face_chip crops from 68-point landmarks at padding 0.2 (measured by
@@ -71,6 +72,7 @@ class AgeModel(nn.Module):
         round_ages: bool = False,
     ) -> None:
         super().__init__()
+        validate_model_config({"min_age": min_age, "max_age": max_age, "input": {"image_size": image_size, "mean": mean, "std": std, "crop": crop}}, "model")
         self.backbone = create_backbone(backbone, pretrained=pretrained, image_size=image_size)
         default = self.backbone.default_input
         self.input_config = {
@@ -260,12 +262,22 @@ def load_directory(directory: str | Path, build=model_from_config):
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory}: not a faceage model directory (missing {name})")
-    config = json.loads((directory / CONFIG_NAME).read_text())
+    config = read_model_config(directory / CONFIG_NAME)
     model = build(config)
     if "calibration" in config:  # fitted by `faceage calibrate`; kept so that save_pretrained, export and engines carry it
         model.config["calibration"] = config["calibration"]
     model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
     return model.eval()
+
+
+def checkpoint_problem(e: Exception) -> str:
+    """One line for a failed ``torch.load(weights_only=True)``: a refused pickle says so (torch's message runs to
+    a dozen lines), anything else is the error's first line."""
+    import pickle
+
+    if isinstance(e, pickle.UnpicklingError):
+        return "refused: it holds objects that only unpickling could rebuild, which could run code from the file"
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
 def load_model(source: str | Path | None = None) -> AgeModel:
@@ -286,10 +298,10 @@ def load_model(source: str | Path | None = None) -> AgeModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"{path}: not a readable faceage checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable faceage checkpoint ({checkpoint_problem(e)})") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
         raise ValueError(f"{path}: not a faceage checkpoint (no 'model_config' entry)")
-    model = AgeModel.from_config(ckpt["model_config"])
+    model = AgeModel.from_config(validate_model_config(ckpt["model_config"], f"{path}: model_config"))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(state)

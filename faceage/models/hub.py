@@ -36,10 +36,9 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir}: not a faceage model directory (missing {name}; write one with save_pretrained)")
-    try:
-        return json.loads((model_dir / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{model_dir / CONFIG_NAME}: not valid JSON ({e})") from None
+    from faceage.models.config import read_model_config
+
+    return read_model_config(model_dir / CONFIG_NAME)
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage._registry import Registry
-from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, load_model, model_from_config
+from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, checkpoint_problem, load_model, model_from_config
 from faceage.models.backbones import create_backbone
+from faceage.models.config import read_model_config, validate_model_config
 
 PAIR_MODELS: Registry[type[PairModel]] = Registry("pair model")
 _EPS = 1e-6
@@ -177,7 +178,7 @@ class PairModel(nn.Module):
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).exists():
                 raise FileNotFoundError(f"{directory}: not a faceage pair-model directory (missing {name})")
-        model = PairModel.from_config(json.loads((directory / CONFIG_NAME).read_text()))
+        model = PairModel.from_config(read_model_config(directory / CONFIG_NAME))
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         return model.eval()
 
@@ -449,16 +450,16 @@ def load_pair_model(source: str | Path | None = None, age_scale: float = 2.0) ->
         config_path = path / CONFIG_NAME
         if not config_path.exists():
             raise FileNotFoundError(f"{path}: not a faceage model directory (missing {CONFIG_NAME})")
-        config = json.loads(config_path.read_text())
+        config = read_model_config(config_path)
         if config.get("kind") in PAIR_MODELS:
             return PairModel.from_pretrained(path)
         return AgeDifferenceComparator(load_model(path), age_scale).eval()
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"{path}: not a readable faceage checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable faceage checkpoint ({checkpoint_problem(e)})") from None
     if isinstance(ckpt, dict) and "pair_model_config" in ckpt:
-        model = PairModel.from_config(ckpt["pair_model_config"])
+        model = PairModel.from_config(validate_model_config(ckpt["pair_model_config"], f"{path}: pair_model_config"))
         prefix = "model."
         model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
         return model.eval()

@@ -1,14 +1,169 @@
 """Default training callbacks: best checkpoint by val MAE, frequent ``last.ckpt`` for resume, early stopping, and
-export of the best weights as a ready-to-use model directory (safetensors + config.json)."""
+export of the best weights as a ready-to-use model directory (safetensors + config.json).
+
+Checkpoints are written and read by :class:`SafeCheckpointIO` (installed by the :class:`UseSafeCheckpointIO`
+callback, so every trainer that trains an ``AgeModule`` gets it): atomic writes on any filesystem layout (temp file
+in the checkpoint's own directory, fsync, rename; the previous ``last.ckpt`` kept as ``last.prev.ckpt``), and reads
+that never unpickle (``weights_only=True``) unless :data:`TRUST_PICKLE_ENV` is set, with a damaged file named.
+"""
 
 from __future__ import annotations
 
 import atexit
+import os
+import pickle
+import shutil
+import warnings
+import zipfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from faceage.models.config import validate_model_config
+
+TRUST_PICKLE_ENV = "FACEAGE_TRUST_PICKLE"  # "1": checkpoints may be unpickled (runs code from the file)
+TEMP_MARK = ".tmp-"
+
+
+def trust_pickle() -> bool:
+    """Whether the user explicitly trusts checkpoint files enough to unpickle them (``faceage ... --trust_pickle``)."""
+    return os.environ.get(TRUST_PICKLE_ENV, "") == "1"
+
+
+def local_checkpoint_path(path: str | os.PathLike) -> Path | None:
+    """``path`` as a local file path (plain, relative, ``file://`` URL; symlinks resolved), ``None`` for a remote URL."""
+    text = os.fspath(path)
+    if "://" in text:
+        url = urlparse(text)
+        if url.scheme != "file":
+            return None
+        text = unquote(url.path)
+    return Path(text).expanduser().resolve()
+
+
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where the previous good copy of an overwritten checkpoint is kept: ``last.ckpt`` -> ``last.prev.ckpt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (damaged, or one that would need unpickling); the message names the file."""
+
+
+def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
+    """``torch.load`` of a local checkpoint that never unpickles unless :func:`trust_pickle`.
+
+    ``weights_only=False`` alone is ignored (with a warning): unpickling runs code from the file and needs the
+    separate trust setting. A damaged file raises :class:`CheckpointError` naming it and its previous good copy.
+    """
+    local = local_checkpoint_path(path)
+    if local is None:
+        raise CheckpointError(f"{path}: only local checkpoint files are supported")
+    if not local.is_file():
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    if weights_only is False and not trust_pickle():
+        warnings.warn(f"{path}: weights_only=false ignored: faceage never unpickles checkpoints unless trusted "
+                      f"(--trust_pickle or {TRUST_PICKLE_ENV}=1)", stacklevel=2)
+    trusted = trust_pickle() and weights_only is not True
+    if trusted:
+        warnings.warn(f"{path}: unpickling a checkpoint (trusted): this runs any code the file holds", stacklevel=2)
+    try:
+        return torch.load(local, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused: loading it needs unpickling, which runs code from the file ({first}); "
+                              f"pass --trust_pickle only for a file you trust") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        prev = previous_checkpoint(local)
+        offer = f"; the previous good checkpoint is {prev} (resume with --ckpt_path {prev})" if prev.is_file() and prev != local else ""
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(e).__name__}: {reason}){offer}") from None
+
+
+def remove_stale_temp_files(directory: Path, name: str | None = None) -> list[Path]:
+    """Deletes the temp files a killed save left in ``directory`` (for the checkpoint ``name``, or all)."""
+    pattern = f".{name}{TEMP_MARK}*" if name else f".*{TEMP_MARK}*"
+    removed = []
+    for stale in directory.glob(pattern):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except OSError:
+            pass
+    return removed
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning ``CheckpointIO`` with atomic local writes and reads that never unpickle (see module docstring).
+
+    A write goes to ``.<name>.tmp-<pid>`` in the target's own directory (so the rename never crosses filesystems,
+    whatever ``TMPDIR`` is), is fsynced, and replaces the target with ``os.replace``; an existing ``last*.ckpt`` is
+    first kept as ``last.prev.ckpt`` (a hard link where the filesystem has them). A kill at any point leaves either
+    the old or the new complete file, plus at most a temp file that the next save removes.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        target = local_checkpoint_path(path)
+        if target is None or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(target.parent, target.name)
+        tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if target.is_file() and target.name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST):
+                _keep_previous(target)  # last*.ckpt only: a re-saved best-NN.ckpt must not leave a best-NN.prev.ckpt
+            os.replace(tmp, target)
+            _fsync_directory(target.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location: Any = lambda storage, loc: storage, weights_only: bool | None = None) -> dict[str, Any]:
+        if local_checkpoint_path(path) is None:
+            raise CheckpointError(f"{path}: only local checkpoint files are supported")
+        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
+
+
+def _keep_previous(target: Path) -> None:
+    prev = previous_checkpoint(target)
+    tmp = prev.with_name(f".{prev.name}{TEMP_MARK}{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(target, tmp)  # instant, no copy: the old file stays complete under both names
+    except OSError:
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, prev)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class UseSafeCheckpointIO(L.Callback):
+    """Gives the trainer :class:`SafeCheckpointIO` (unless a custom ``CheckpointIO`` plugin was chosen) before any
+    checkpoint is read or written: ``setup`` runs before Lightning restores ``ckpt_path``."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = SafeCheckpointIO()
 
 
 class ExportBestModel(L.Callback):
@@ -22,9 +177,9 @@ class ExportBestModel(L.Callback):
         model = pl_module.model
         score = None
         if best and Path(best).exists():
-            ckpt = torch.load(best, map_location="cpu", weights_only=True)
+            ckpt = load_checkpoint_file(best, map_location="cpu", weights_only=True)
             prefix = "model."
-            model = type(model).from_config(ckpt["model_config"])
+            model = type(model).from_config(validate_model_config(ckpt["model_config"], f"{best}: model_config"))
             model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
             cb = trainer.checkpoint_callback
             score = float(cb.best_model_score) if cb.best_model_score is not None else None
@@ -35,12 +190,36 @@ class ExportBestModel(L.Callback):
 
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every N training steps *and* at the end of every training epoch, so a killed run loses at most
-    N steps (stock ModelCheckpoint saves on steps or on epochs, not both)."""
+    N steps (stock ModelCheckpoint saves on steps or on epochs, not both).
+
+    The step save is skipped on an epoch's last batch: that state is from before the epoch's validation, and
+    Lightning would then skip the epoch-end save (already saved at this step), leaving a ``last.ckpt`` whose resume
+    never validates the epoch nor knows its best checkpoint. The epoch-end save, after validation, holds it instead.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ResumeLoaderEpoch(L.Callback):
+    """Tells a resumable train loader (:class:`faceage.data.datasets.ResumableLoader`) which epoch starts.
+
+    Lightning hands the loader its saved state only when it resumes *inside* an epoch; resumed from a checkpoint
+    saved at an epoch end (the usual ``last.ckpt``), it restores nothing, and the loader would replay epoch 0's
+    order and augmentations in epoch ``N``: the resumed run then drifts from the uninterrupted one.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if not trainer.fit_loop.restarting and hasattr(loader, "mark_consumed") and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict({"epoch": trainer.current_epoch, "batches_done": 0})
 
 
 class CloseProcessGroupAtExit(L.Callback):
@@ -65,9 +244,11 @@ def _destroy_process_group() -> None:
 
 def default_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callback]:
     callbacks: list[L.Callback] = [
+        UseSafeCheckpointIO(),
         ModelCheckpoint(monitor="val/mae", mode="min", filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
         LastCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
         ExportBestModel(),
+        ResumeLoaderEpoch(),
         CloseProcessGroupAtExit(),
     ]
     if patience:

@@ -29,7 +29,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from faceage.models.age_model import DEFAULT_ALIGNMENT
 from faceage.models.backbones import apply_transfer_mode, freeze_frozen_batchnorm
 from faceage.models.pairs import PairModel, create_pair_model
-from faceage.training.callbacks import CloseProcessGroupAtExit
+from faceage.training.callbacks import CloseProcessGroupAtExit, UseSafeCheckpointIO
 from faceage.training.optim import OptimConfig, configure_optimizers
 
 # (name, smallest gap, largest gap) in years; float ages fall into the band whose rounded limits hold them
@@ -219,6 +219,7 @@ class ExportBestPairModel(L.Callback):
 def pair_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callback]:
     """Best checkpoint by val accuracy, frequent ``last.ckpt``, export of the best model, early stopping."""
     callbacks: list[L.Callback] = [
+        UseSafeCheckpointIO(),
         ModelCheckpoint(monitor=MONITOR, mode=MONITOR_MODE, filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
         ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
         ExportBestPairModel(),

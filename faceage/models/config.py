@@ -1,0 +1,94 @@
+"""Validation of model configs (``config.json`` and checkpoint ``model_config``): one function, called wherever a
+config is loaded, so that an absurd or hostile config fails with one line naming the file and the key.
+
+Bounds: ``input.image_size`` within :data:`IMAGE_SIZE_RANGE` (a 100000 px side would allocate tens of GB),
+``0 <= min_age < max_age <= 150``, finite ``mean``, positive finite ``std`` (a zero std turns every age into NaN),
+``crop`` in (0, 1]. Free of PyTorch: the ONNX engine uses it too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+IMAGE_SIZE_RANGE = (8, 1024)
+MAX_AGE_LIMIT = 150
+MAX_CONFIG_BYTES = 1 << 20  # a model config is a few kB; a larger file is not one
+
+
+class ModelConfigError(ValueError):
+    """An unusable model config; ``str()`` is one line naming the file (or source) and the key."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_input(inp: Any, where: str) -> None:
+    if not isinstance(inp, dict):
+        raise ModelConfigError(f"{where}: input must be an object, got {type(inp).__name__}")
+    lo, hi = IMAGE_SIZE_RANGE
+    size = inp.get("image_size")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and lo <= size <= hi):
+        raise ModelConfigError(f"{where}: input.image_size must be an integer within {lo}..{hi}, got {size!r}")
+    for key, positive in (("mean", False), ("std", True)):
+        values = inp.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, list) and len(values) == 3 and all(_number(v) for v in values)):
+            raise ModelConfigError(f"{where}: input.{key} must be a list of 3 finite numbers, got {values!r}")
+        if positive and not all(v > 0 for v in values):
+            raise ModelConfigError(f"{where}: input.std must be positive, got {values!r}")
+    crop = inp.get("crop")
+    if crop is not None and not (_number(crop) and 0 < crop <= 1):
+        raise ModelConfigError(f"{where}: input.crop must be within (0, 1], got {crop!r}")
+
+
+def validate_ages(min_age: Any, max_age: Any, where: str) -> None:
+    """``0 <= min_age < max_age <= 150``, whole numbers; :class:`ModelConfigError` naming ``where`` otherwise."""
+    whole = all(_number(v) and float(v).is_integer() for v in (min_age, max_age))
+    if not (whole and 0 <= min_age < max_age <= MAX_AGE_LIMIT):
+        raise ModelConfigError(f"{where}: min_age/max_age must be whole numbers with 0 <= min_age < max_age <= {MAX_AGE_LIMIT}, "
+                               f"got {min_age!r}/{max_age!r}")
+
+
+def validate_model_config(config: Any, source: str | Path) -> dict:
+    """Checks an age, ensemble or pair model config; returns it unchanged, or raises :class:`ModelConfigError`
+    whose message starts with ``source`` (the file the config came from)."""
+    where = str(source)
+    if not isinstance(config, dict):
+        raise ModelConfigError(f"{where}: a model config must be a JSON object, got {type(config).__name__}")
+    if "input" in config:
+        _check_input(config["input"], where)
+    if "min_age" in config or "max_age" in config:
+        validate_ages(config.get("min_age", 0), config.get("max_age", 110), where)
+    members = config.get("ensemble")
+    if members is not None:
+        if not (isinstance(members, list) and members):
+            raise ModelConfigError(f"{where}: ensemble must be a non-empty list of member configs")
+        for i, member in enumerate(members):
+            validate_model_config(member, f"{where}: ensemble[{i}]")
+    for key in ("age_model_config", "model_config"):  # pair models carry their age model's config
+        if isinstance(config.get(key), dict):
+            validate_model_config(config[key], f"{where}: {key}")
+    return config
+
+
+def read_model_config(path: str | Path) -> dict:
+    """Reads and validates a ``config.json``: invalid JSON, an oversized file or bad values give one
+    :class:`ModelConfigError` line naming ``path``."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ModelConfigError(f"{path}: {size} bytes is too large for a model config (limit {MAX_CONFIG_BYTES})")
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelConfigError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ModelConfigError(f"{path}: not valid JSON (not UTF-8 text: {e.reason})") from None
+    except OSError as e:
+        raise ModelConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    return validate_model_config(config, path)
