@@ -222,3 +222,20 @@ def test_head_init_fits_either_feature_size(weights):
     assert wide.head.fc.bias[110].item() == pytest.approx(-2.5) and wide.head.fc.bias[:101].abs().max() == 0
     with pytest.raises(ValueError, match="131072.*512.*not 100"):
         init_head_from_agender(create_head("dldl", 100))
+
+
+def test_onnx_export_keeps_the_tf_padding_and_channel_flip(tmp_path):
+    import onnxruntime as ort
+
+    from faceage.inference.export import InferenceWrapper, export_onnx
+    from faceage.models import AgeModel
+
+    torch.manual_seed(0)
+    model = AgeModel("agender_wrn16_8", "dldl", pretrained=False, gender=True).eval()
+    x = torch.rand(3, 3, 64, 64) * 0.01  # small: the untrained batch norms would saturate the softmax on bytes
+    graph = export_onnx(model, tmp_path / "wrn.onnx")
+    got = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        expected = [t.numpy() for t in InferenceWrapper(model)(x)]
+    assert np.ptp(expected[0]) > 1e-4  # the inputs give different ages
+    assert all(np.abs(g - e).max() < 1e-4 for g, e in zip(got, expected))
