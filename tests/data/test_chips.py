@@ -58,7 +58,7 @@ def test_built_once_then_reused_and_rebuilt_on_new_content(tmp_path):
     assert not list(cache.glob(".*tmp"))  # no temporary file left behind
 
 
-def test_unreadable_files_are_reported_and_skipped(tmp_path, caplog):
+def test_unreadable_files_are_reported_and_skipped(tmp_path):
     paths = faces(tmp_path / "img", n=4)
     (tmp_path / "img" / "bad.jpg").write_bytes(b"not a jpeg")
     paths.append(str(tmp_path / "img" / "bad.jpg"))
