@@ -27,8 +27,9 @@ def test_fit_on_real_utkface_subset(tmp_path):
     run = next((runs / "lightning_logs").glob("version_*"))
     config = json.loads((run / "model" / "config.json").read_text())
     # one epoch of fine-tuning the Cydral net on 256 real faces, its head started from the Cydral classifier, stays
-    # near the zero-shot network (about 6 years here); a random head needs more than these 8 steps
-    assert 0 < config["training"]["best_val_mae"] < 9
+    # near the zero-shot network; on 32 validation faces of the whole utkface/ distribution that is 9.5-10.1 years
+    # (per-sample or batch augmentation alike), while a random head after these 8 steps is far off
+    assert 0 < config["training"]["best_val_mae"] < 12
     assert config["race"] is True and config["gender_net"] == "cydral"  # the recipe's multitask outputs
 
 
