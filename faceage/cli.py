@@ -56,8 +56,14 @@ def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: boo
 def _predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.",
                                 epilog=EXIT_CODES)
-    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="+", help="image or video files (.mp4 .avi .mov .mkv .webm), or folders")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="videos: every N-th frame (rows get frame, time_s, track; one row per track with frame empty "
+                        "holds its median age)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray Data: 'local' (default) starts a local Ray, 'auto' / ray://HOST:10001 / HOST:6379 "
+                        "joins a cluster (images only; every node must see the files)")
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto (default): ONNX Runtime when the model directory has model.onnx (no torch import), else torch")
     add_run_options(p)
@@ -97,7 +103,7 @@ def predict_main(argv: list[str]) -> int:
     arguments / model / output / no input images."""
     parser = _predict_parser()
     args = parser.parse_args(argv)
-    for option in ("batch_size", "workers", "threads"):
+    for option in ("batch_size", "workers", "threads", "every"):
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
@@ -105,10 +111,15 @@ def predict_main(argv: list[str]) -> int:
         parser.error("--resume needs --output FILE")
     from faceage.inference.output import (DISTRIBUTION_COLUMNS, PREDICT_COLUMNS, OutputError, RowWriter, escape_text,
                                           output_format, prediction_rows)
-    from faceage.inference.predictor import Predictor, expand_inputs
+    from faceage.inference.predictor import Predictor, expand_inputs, format_age
     from faceage.inference.progress import progress_bar, progress_wanted, say
 
-    files = expand_inputs(args.paths)
+    from faceage.data.video import is_video_file
+
+    files = expand_inputs(args.paths, videos=True)
+    videos = [f for f in files if is_video_file(f)]
+    if videos and args.ray:
+        parser.error("--ray takes images only; run videos without --ray")
     if not files:
         print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
@@ -121,6 +132,10 @@ def predict_main(argv: list[str]) -> int:
     try:
         with_distribution = args.distribution or output_format(args.output, args.format) != "csv"
         columns = PREDICT_COLUMNS + (DISTRIBUTION_COLUMNS if with_distribution else ())
+        if videos:
+            from faceage.inference.video import video_columns
+
+            columns = video_columns(with_distribution)
         out = RowWriter(args.output, columns, fmt=args.format, resume=args.resume, key="file")
         if annotate_dir:
             annotate_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +155,20 @@ def predict_main(argv: list[str]) -> int:
         used_names.add(name.lower())
         return annotate_dir / name
 
-    bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), "predict")
+    todo_videos = [f for f in todo if is_video_file(f)]
+    todo = [f for f in todo if not is_video_file(f)]
+    if args.ray:
+        from faceage.inference.distributed import ray_predict_files
+
+        results = ray_predict_files(todo, args.ray, {
+            "model": args.model, "engine": predictor.engine_name, "detect": not args.no_detect, "detector": args.detector,
+            "batch_size": args.batch_size, "round_ages": False if args.fractional_ages else None, "device": args.device,
+            "level": args.level, **({"threads": args.threads} if args.threads else {})})
+    else:
+        results = predictor.predict_files(todo)
+    bar = progress_bar(len(todo) + len(todo_videos), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), "predict")
     try:
-        for result in predictor.predict_files(todo):
+        for result in results:
             bar.update(1)
             if result.error:
                 n_failed += 1
@@ -160,6 +186,22 @@ def predict_main(argv: list[str]) -> int:
                     annotate(load_image(result.path), result.faces).save(target, "JPEG", quality=92)
                 except (ImageLoadError, OSError) as e:
                     say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
+        for path in todo_videos:
+            from faceage.inference.video import predict_video, video_rows
+
+            video = predict_video(predictor, path, args.every)
+            bar.update(1)
+            if video.error:
+                n_failed += 1
+                say(f"error: {escape_text(path)}: {video.error}")
+                continue  # a video's rows are one unit: a broken one writes none
+            n_ok += 1
+            n_faces += sum(len(fr.faces) for fr in video.frames)
+            out.write(video_rows(video, distribution=with_distribution))
+            if not args.quiet:
+                for t in video.tracks:
+                    say(f"track: {escape_text(path)} #{t.track}: age {format_age(t.age)} (median of {t.frames} frames, "
+                        f"{t.first_frame}-{t.last_frame})")
         out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
         bar.close()
