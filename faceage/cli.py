@@ -160,10 +160,15 @@ def predict_main(argv: list[str]) -> int:
     if args.ray:
         from faceage.inference.distributed import ray_predict_files
 
-        results = ray_predict_files(todo, args.ray, {
-            "model": args.model, "engine": predictor.engine_name, "detect": not args.no_detect, "detector": args.detector,
-            "batch_size": args.batch_size, "round_ages": False if args.fractional_ages else None, "device": args.device,
-            "level": args.level, **({"threads": args.threads} if args.threads else {})})
+        try:
+            results = ray_predict_files(todo, args.ray, {
+                "model": args.model, "engine": predictor.engine_name, "detect": not args.no_detect, "detector": args.detector,
+                "batch_size": args.batch_size, "round_ages": False if args.fractional_ages else None, "device": args.device,
+                "level": args.level, **({"threads": args.threads} if args.threads else {})})
+        except Exception as e:  # noqa: BLE001 - no Ray, or no cluster at the address: one line, not a traceback
+            out.close()
+            print(f"error: cannot run on Ray ({args.ray}): {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
     else:
         results = predictor.predict_files(todo)
     bar = progress_bar(len(todo) + len(todo_videos), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), "predict")

@@ -99,9 +99,10 @@ def ray_predict_files(paths: Sequence[str], address: str | None = "local", predi
         actors: largest actor pool (default: the cluster's CPUs / ``num_cpus``).
         batch_size: paths per ``map_batches`` call.
         num_cpus: CPUs reserved by each actor.
-    """
-    import json
 
+    Ray is connected (and the dataset planned) when this is called, so a bad ``address`` raises here, before the
+    first result; the results are computed as they are iterated.
+    """
     import ray
     import ray.data
 
@@ -112,7 +113,7 @@ def ray_predict_files(paths: Sequence[str], address: str | None = "local", predi
     kwargs.setdefault("workers", 1)
     connect(address, None)
     if not paths:
-        return
+        return iter(())
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
@@ -122,6 +123,11 @@ def ray_predict_files(paths: Sequence[str], address: str | None = "local", predi
     ds = ds.map_batches(PredictActor, fn_constructor_kwargs={"predictor_kwargs": kwargs}, batch_size=batch_size,
                         batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(paths))),
                         num_cpus=num_cpus)
+    return _results(ds, list(paths))
+
+
+def _results(ds, paths: list[str]) -> Iterator[FileResult]:
+    import json
+
     for row in ds.iter_rows():
-        i = int(row["index"])
-        yield decode_result(json.loads(row["result"]), paths[i])
+        yield decode_result(json.loads(row["result"]), paths[int(row["index"])])
