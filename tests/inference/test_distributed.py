@@ -33,7 +33,12 @@ def test_predict_on_a_local_ray_writes_the_rows_of_a_local_run(tiny_model_dir, t
     common = ["img0.png", "bad.png", "img1.png", "img2.png", "--model", str(tiny_model_dir), "--engine", "onnx", "--no-detect",
               "--threads", "1", "--workers", "1", "--quiet"]
     assert predict_main(common + ["--output", "local.csv"]) == 0
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    except Exception as e:  # noqa: BLE001 - Ray's raylet must register within a fixed 30 s: an overloaded machine
+        if "timed out during startup" not in str(e):
+            raise
+        pytest.skip(f"a local Ray could not start on this (overloaded) machine: {e}")
     try:
         assert predict_main(common + ["--output", "ray.csv", "--ray", "local"]) == 0
     finally:
