@@ -56,8 +56,14 @@ def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: boo
 def _predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faceage predict", description="Estimate the age of every face in images or folders.",
                                 epilog=EXIT_CODES)
-    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="+", help="image or video files (.mp4 .avi .mov .mkv .webm), or folders")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="videos: every N-th frame (rows get frame, time_s, track; one row per track with frame empty "
+                        "holds its median age)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray Data: 'local' (default) starts a local Ray, 'auto' / ray://HOST:10001 / HOST:6379 "
+                        "joins a cluster (images only; every node must see the files)")
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto (default): ONNX Runtime when the model directory has model.onnx (no torch import), else torch")
     add_run_options(p)
@@ -101,7 +107,7 @@ def predict_main(argv: list[str]) -> int:
     arguments / model / output / no input images."""
     parser = _predict_parser()
     args = parser.parse_args(argv)
-    for option in ("batch_size", "workers", "threads"):
+    for option in ("batch_size", "workers", "threads", "every"):
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
@@ -112,7 +118,12 @@ def predict_main(argv: list[str]) -> int:
     from faceage.inference.predictor import Predictor, expand_inputs
     from faceage.inference.progress import say
 
-    files = expand_inputs(args.paths)
+    from faceage.data.video import is_video_file
+
+    files = expand_inputs(args.paths, videos=True)
+    videos = [f for f in files if is_video_file(f)]
+    if videos and args.ray:
+        parser.error("--ray takes images only; run videos without --ray")
     if not files:
         print(f"error: no image files found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
@@ -125,6 +136,10 @@ def predict_main(argv: list[str]) -> int:
     try:
         with_distribution = args.distribution or output_format(args.output, args.format) != "csv"
         columns = PREDICT_COLUMNS + (DISTRIBUTION_COLUMNS if with_distribution else ())
+        if videos:
+            from faceage.inference.video import video_columns
+
+            columns = video_columns(with_distribution)
         out = RowWriter(args.output, columns, fmt=args.format, resume=args.resume, key="file")
         if annotate_dir:
             annotate_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +168,32 @@ def predict_main(argv: list[str]) -> int:
                 say(f"warning: {escape_text(result.path)}: annotated image not written ({e})")
 
     rows_of = lambda result: prediction_rows(result, distribution=with_distribution)  # noqa: E731
-    counts = stream_files(args, predictor, files, out, rows_of, "predict", after)
+    run = None
+    if args.ray:
+        from faceage.inference.distributed import ray_predict_files
+
+        def run(todo):
+            return ray_predict_files(todo, args.ray, {
+                "model": args.model, "engine": predictor.engine_name, "detect": not args.no_detect, "detector": args.detector,
+                "batch_size": args.batch_size, "round_ages": False if args.fractional_ages else None, "device": args.device,
+                "level": args.level, **({"threads": args.threads} if args.threads else {})})
+
+    def video_unit(path):
+        from faceage.inference.video import predict_video, video_rows
+
+        video = predict_video(predictor, path, args.every)
+        if video.error:
+            return video.error, [], 0
+        if not args.quiet:
+            from faceage.inference.predictor import format_age
+
+            for t in video.tracks:
+                say(f"track: {escape_text(path)} #{t.track}: age {format_age(t.age)} (median of {t.frames} frames, "
+                    f"{t.first_frame}-{t.last_frame})")
+        return None, video_rows(video, distribution=with_distribution), sum(len(fr.faces) for fr in video.frames)
+
+    counts = stream_files(args, predictor, files, out, rows_of, "predict", after, run=run,
+                          special=(is_video_file, video_unit))
     if counts is None:
         return 2
     n_ok, n_failed, n_faces, n_skipped = counts
@@ -165,18 +205,35 @@ def predict_main(argv: list[str]) -> int:
     return 1 if args.strict and n_failed else 0
 
 
-def stream_files(args, predictor, files: list[str], out, rows_of, what: str, after=None) -> tuple[int, int, int, int] | None:
+def stream_files(args, predictor, files: list[str], out, rows_of, what: str, after=None, run=None,
+                 special=None) -> tuple[int, int, int, int] | None:
     """Runs ``predictor`` over ``files`` (less those already in ``out`` with ``--resume``), writing ``rows_of(result)``
-    as one unit per file, with the progress bar and one ``error:`` line per bad file. Returns ``(ok, failed, faces,
-    skipped)``, or ``None`` after one error line when the output cannot be written."""
+    as one unit per file, with the progress bar and one ``error:`` line per bad file.
+
+    Args:
+        run: ``todo -> iterator of FileResult`` instead of ``predictor.predict_files`` (e.g. on a Ray cluster).
+        special: ``(is_special, unit)``: files for which ``is_special(path)`` (videos) are handled after the others by
+            ``unit(path) -> (error or None, rows, n_faces)``, their rows written as one unit.
+
+    Returns:
+        ``(ok, failed, faces, skipped)``, or ``None`` after one error line when the output (or ``run``) fails.
+    """
     from faceage.inference.output import escape_text
     from faceage.inference.progress import progress_bar, progress_wanted, say
 
     todo = [f for f in files if out.key_of(f) not in out.done] if getattr(args, "resume", False) else files
+    is_special, unit = special if special else ((lambda path: False), None)
+    later = [f for f in todo if is_special(f)]
+    images = [f for f in todo if not is_special(f)]
     n_ok = n_failed = n_faces = 0
     bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), what)
     try:
-        for result in predictor.predict_files(todo):
+        try:
+            results = run(images) if run is not None else predictor.predict_files(images)
+        except Exception as e:  # noqa: BLE001 - no Ray, or no cluster at the address: one line, not a traceback
+            print(f"error: cannot run on Ray ({getattr(args, 'ray', None)}): {type(e).__name__}: {e}", file=sys.stderr)
+            return None
+        for result in results:
             bar.update(1)
             if result.error:
                 n_failed += 1
@@ -187,6 +244,16 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
             out.write(rows_of(result))  # the file's rows as one unit: all written, or none
             if after is not None:
                 after(result)
+        for path in later:
+            error, rows, faces = unit(path)
+            bar.update(1)
+            if error:
+                n_failed += 1
+                say(f"error: {escape_text(path)}: {error}")
+                continue  # a broken video writes no row
+            n_ok += 1
+            n_faces += faces
+            out.write(rows)
         out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)

@@ -7,6 +7,9 @@ a table of ages with 90% intervals and gender, and optionally a Grad-CAM heatmap
 (:mod:`faceage.inference.explain`). Tab "Who is older?": two photos -> P(left older) from the two predicted age
 distributions (or a pair model's :class:`faceage.inference.compare.FaceComparer` when given).
 
+For programs: the named API endpoints ``/predict``, ``/verify`` and ``/compare`` answer JSON
+(:mod:`faceage.app.api`); faces are numbered (#1, #2, ...) on the annotated image and the heatmaps as in the table.
+
 Safety: the handlers only ever see decoded image data (``gr.Image(type="pil")``), never a path from the user;
 uploads are capped in bytes (Gradio's ``max_file_size``) and pixels, formats outside :data:`ACCEPTED_FORMATS`
 are refused, and every problem (bad file, no face, too large) becomes a short message, never a traceback.
@@ -293,10 +296,12 @@ def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatma
         from faceage.inference.explain import explain_faces, overlay_heatmap, tile
 
         found = explain_faces(photo, explainer, predictor.detector if predictor.detect else None)
-        heat = tile([overlay_heatmap(chip, h) for _, chip, h in found]) if found else None
+        from faceage.app.api import number_image
+
+        heat = tile([number_image(overlay_heatmap(chip, h), i + 1) for i, (_, chip, h) in enumerate(found)]) if found else None
     decisions, policy = over_check(predictor, faces, check_over) if check_over else (None, None)
     text = faces_markdown(faces, getattr(predictor, "level", 0.9), getattr(predictor, "calibration", None) is not None, decisions, policy)
-    return annotate(photo, faces), text, heat
+    return annotate(photo, faces, numbered=True), text, heat
 
 
 def p_first_older(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> float:
@@ -440,6 +445,9 @@ def build_app(predictor: Any, explainer: Any = None, comparer: Any = None, max_u
             compare = gr.Button("Who is older?", variant="primary", elem_id="compare")
             verdict = gr.Markdown(elem_id="verdict")
             compare.click(on_compare, [left, right], [verdict], concurrency_id=CONCURRENCY_ID)
+        from faceage.app.api import add_api
+
+        add_api(gr, predictor, comparer, image_input, CONCURRENCY_ID)  # /predict, /verify, /compare: JSON for programs
     return demo
 
 

@@ -7,8 +7,11 @@ from PIL import Image, ImageDraw, ImageFont
 from faceage.inference.predictor import FaceResult
 
 
-def label(face: FaceResult) -> str:
+def label(face: FaceResult, numbered: bool = False) -> str:
+    """``"28 (21-36) F"``; ``numbered``: ``"#1 28 (21-36) F"`` (face number = ``face.face + 1``, as in the app's table)."""
     text = f"{face.age:.0f}"
+    if numbered:
+        text = f"#{face.face + 1} {text}"
     if face.interval is not None:
         text += f" ({face.age_low:.0f}-{face.age_high:.0f})"
     if face.gender:
@@ -23,8 +26,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def annotate(image: Image.Image, faces: list[FaceResult]) -> Image.Image:
-    """Returns a copy of ``image`` with each face's box and label drawn.
+def annotate(image: Image.Image, faces: list[FaceResult], numbered: bool = False) -> Image.Image:
+    """Returns a copy of ``image`` with each face's box and label drawn (``numbered``: the label starts with the
+    face number ``#1``, ``#2``, ... so that it can be matched to a table or JSON answer).
 
     The label sits above the box, else below it, else (a box filling the image, as with ``detect=False``) inside
     its top-left corner; it is shifted left to stay on the image.
@@ -37,7 +41,7 @@ def annotate(image: Image.Image, faces: list[FaceResult]) -> Image.Image:
         left, top, right, bottom = face.box
         right, bottom = max(left, min(right, out.width) - 1), max(top, min(bottom, out.height) - 1)  # inclusive corners
         draw.rectangle((left, top, right, bottom), outline=(255, 40, 40), width=width)
-        text = label(face)
+        text = label(face, numbered)
         tb = draw.textbbox((0, 0), text, font=font)
         label_w, label_h = tb[2] - tb[0] + 2 * width, tb[3] - tb[1] + 2 * width
         if top - label_h >= 0:

@@ -123,15 +123,21 @@ def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.
     return lo + min_age, hi + min_age
 
 
-def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
+def expand_inputs(paths: Iterable[str | os.PathLike], videos: bool = False) -> list[str]:
     """Files as given (any name: decoding goes by content), folders expanded (recursively, sorted) to the files with
-    an image extension (see :data:`faceage.data.images.IMAGE_EXTENSIONS`)."""
+    an image extension (see :data:`faceage.data.images.IMAGE_EXTENSIONS`); ``videos``: also those with a video
+    extension (:data:`faceage.data.video.VIDEO_EXTENSIONS`)."""
+    from faceage.data.video import is_video_file
+
+    def wanted(f: Path) -> bool:
+        return is_image_file(f) or (videos and is_video_file(f))
+
     out: list[str] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
             # dangling links with an image name are kept so that they are reported, not silently skipped
-            out.extend(str(f) for f in sorted(path.rglob("*")) if is_image_file(f) and (f.is_file() or (f.is_symlink() and not f.exists())))
+            out.extend(str(f) for f in sorted(path.rglob("*")) if wanted(f) and (f.is_file() or (f.is_symlink() and not f.exists())))
         else:
             out.append(str(path))
     return out
