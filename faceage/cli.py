@@ -65,7 +65,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--thorough", action="store_true",
-                   help="HOG always upsampled: faces from ~40 px in every photo, about 3x slower (default: upsampled only "
+                   help="HOG always upsampled by 2: faces from ~40 px in every photo, slower (default: upsampled only "
                         "where the first pass finds no face or a small one)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")

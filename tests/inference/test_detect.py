@@ -212,7 +212,8 @@ def test_thorough_finds_faces_below_the_fine_pass(astronaut):
 def test_face_free_images_yield_nothing_in_either_mode():
     coffee = Image.fromarray(skimage_data.coffee())
     w = 640
-    gradient = Image.fromarray(np.broadcast_to(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], (480, w, 3)).copy())
+    ramp = np.linspace(0, 255, w, dtype=np.uint8)[None, :, None]
+    gradient = Image.fromarray(np.broadcast_to(ramp, (480, w, 3)).copy())
     rocket = Image.fromarray(skimage_data.rocket())
     for img in (coffee, gradient, rocket):
         assert FaceDetector().detect(img) == []
