@@ -153,6 +153,8 @@ class Predictor:
             (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
+        thorough: HOG always upsampled (faces from ~40 px everywhere, slower); by default it upsamples only photos
+            where the first pass finds no face or a small one (:class:`faceage.inference.detect.FaceDetector`).
         batch_size: faces per forward pass.
         workers: threads decoding (and detecting) images in parallel (default: :func:`default_workers`).
         threads: intra-op threads of the engine (default: library default).
@@ -167,7 +169,7 @@ class Predictor:
 
     def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
                  workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
-                 device: str = "cpu", level: float | None = None, calibrated: bool = True) -> None:
+                 device: str = "cpu", level: float | None = None, calibrated: bool = True, thorough: bool = False) -> None:
         from faceage.inference.engines import resolve_engine
 
         engine = resolve_engine(model, engine, device)
@@ -207,6 +209,7 @@ class Predictor:
         self.workers = default_workers(detect) if workers is None else workers
         self._detector = None
         self._detector_kind = detector
+        self._thorough = bool(thorough)
 
     @property
     def detector(self):
@@ -221,6 +224,7 @@ class Predictor:
                 chip_size=int(align.get("chip_size", 200)),
                 padding=float(align.get("padding", UTKFACE_PADDING)),
                 landmark_model=5 if align.get("method") == "dlib5" else 68,
+                thorough=self._thorough,
             )
         return self._detector
 

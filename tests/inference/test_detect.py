@@ -115,11 +115,14 @@ def test_faces_sorted_by_area_and_min_face(astronaut):
     canvas = Image.new("RGB", (768, 512), (128, 128, 128))
     canvas.paste(small, (0, 128))
     canvas.paste(astronaut.crop((0, 0, 512, 512)), (256, 0))
-    faces = FaceDetector().detect(canvas)
+    faces = FaceDetector(thorough=True).detect(canvas)
     assert len(faces) == 2
     assert faces[0].area > faces[1].area
-    assert FaceDetector(min_face=60).detect(canvas)[0].area == faces[0].area
-    assert len(FaceDetector(min_face=60).detect(canvas)) == 1
+    assert FaceDetector(min_face=60, thorough=True).detect(canvas)[0].area == faces[0].area
+    assert len(FaceDetector(min_face=60, thorough=True).detect(canvas)) == 1
+    # the known cost of the default's coarse-to-fine pass: a 45-px face beside an 88-px one is left to --thorough
+    default = FaceDetector().detect(canvas)
+    assert len(default) == 1 and np.abs(np.array(default[0].box) - np.array(faces[0].box)).max() <= 15
 
 
 def test_bad_arguments():
@@ -129,17 +132,95 @@ def test_bad_arguments():
         FaceDetector(landmark_model=17)
 
 
-def test_tightly_cropped_face_is_found_by_the_padded_retry(astronaut, faces):
-    """A crop inside the detected box is too tight for HOG; the retry on an edge-padded copy finds it, with boxes
-    and landmarks in the crop's own coordinates."""
+def test_tightly_cropped_face_is_found_by_the_padded_retry(astronaut):
+    """A crop inside the detected box is too tight for HOG upsampled by 2; the retry on an edge-padded copy finds
+    it, with boxes and landmarks in the crop's own coordinates."""
+    faces = FaceDetector(thorough=True).detect(astronaut)
     left, top, right, bottom = faces[0].box
     inset = (right - left) // 10
     crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset))
-    assert FaceDetector(pad_retry=0).detect(crop) == []
-    found = FaceDetector().detect(crop)
+    assert FaceDetector(pad_retry=0, thorough=True).detect(crop) == []
+    found = FaceDetector(thorough=True).detect(crop)
     assert len(found) == 1 and found[0].box == (0, 0, crop.width, crop.height)  # clipped to the crop
     expected = faces[0].landmarks - np.array([left + inset, top + inset])
     assert np.abs(found[0].landmarks - expected).max() <= 5  # the same eyes and nose, within a few pixels
     assert found[0].chip.size == (200, 200)
     with pytest.raises(ValueError, match="pad_retry"):
         FaceDetector(pad_retry=2)
+
+
+# ---- coarse-to-fine HOG: upsampled only where faces may be small ------------------------------------------------
+
+
+def pasted(astronaut, face_side: float, canvas=(640, 480), seed=0) -> tuple[Image.Image, tuple[int, int]]:
+    """The astronaut's head resized so that dlib's box is ~``face_side`` px, pasted on noise; returns the canvas and
+    where the face's centre lands. (Boxes found: 73 px at side 56 without upsampling, which finds nothing at 50.)"""
+    crop = astronaut.crop((110, 10, 330, 230))  # the face box (175..265, 76..166) with margin
+    scale = face_side / 90
+    crop = crop.resize((round(220 * scale), round(220 * scale)), Image.Resampling.LANCZOS)
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (canvas[1], canvas[0], 3), dtype=np.uint8))
+    x, y = canvas[0] // 2, canvas[1] // 3
+    img.paste(crop, (x, y))
+    return img, (x + crop.width // 2, y + crop.height // 2)
+
+
+def contains(face: Face, point) -> bool:
+    left, top, right, bottom = face.box
+    return left <= point[0] <= right and top <= point[1] <= bottom
+
+
+def count_fine_passes(monkeypatch) -> list:
+    calls = []
+    real = FaceDetector._hog_scaled
+
+    def spy(self, arr, scale):
+        calls.append(scale)
+        return real(self, arr, scale)
+
+    monkeypatch.setattr(FaceDetector, "_hog_scaled", spy)
+    return calls
+
+
+def test_small_face_on_a_big_canvas_is_found_by_the_fine_pass(astronaut, monkeypatch):
+    img, centre = pasted(astronaut, 48)
+    assert FaceDetector(upsample=0).detect(img) == []  # below the first pass's floor
+    calls = count_fine_passes(monkeypatch)
+    faces = FaceDetector().detect(img)
+    assert calls == [detect_module.FINE_SCALE]
+    assert len(faces) == 1 and contains(faces[0], centre)
+    assert 40 <= faces[0].box[2] - faces[0].box[0] <= 65, faces[0].box
+
+
+def test_large_faces_skip_the_fine_pass(astronaut, monkeypatch):
+    img, centre = pasted(astronaut, 110)
+    calls = count_fine_passes(monkeypatch)
+    faces = FaceDetector().detect(img)
+    assert calls == []  # the first pass found a face well above its floor: no upsampling
+    assert len(faces) == 1 and contains(faces[0], centre)
+    thorough = FaceDetector(thorough=True).detect(img)  # the same face as the thorough mode, a few pixels apart
+    assert len(thorough) == 1 and np.abs(np.array(thorough[0].box) - np.array(faces[0].box)).max() <= 15
+
+
+def test_thorough_finds_faces_below_the_fine_pass(astronaut):
+    img, centre = pasted(astronaut, 34)
+    assert FaceDetector().detect(img) == []
+    faces = FaceDetector(thorough=True).detect(img)
+    assert len(faces) == 1 and contains(faces[0], centre)
+
+
+def test_face_free_images_yield_nothing_in_either_mode():
+    coffee = Image.fromarray(skimage_data.coffee())
+    w = 640
+    ramp = np.linspace(0, 255, w, dtype=np.uint8)[None, :, None]
+    gradient = Image.fromarray(np.broadcast_to(ramp, (480, w, 3)).copy())
+    rocket = Image.fromarray(skimage_data.rocket())
+    for img in (coffee, gradient, rocket):
+        assert FaceDetector().detect(img) == []
+        assert FaceDetector(thorough=True).detect(img) == []
+
+
+def test_astronaut_once_in_thorough_mode_too(astronaut, faces):
+    thorough = FaceDetector(thorough=True).detect(astronaut)
+    assert len(thorough) == 1
+    assert np.abs(np.array(thorough[0].box) - np.array(faces[0].box)).max() <= 12
