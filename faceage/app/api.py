@@ -68,25 +68,9 @@ def verify_json(predictor: Any, image: Any, over: int = 18) -> dict[str, Any]:
 def compare_json(predictor: Any, left: Any, right: Any, comparer: Any = None) -> dict[str, Any]:
     """``/compare``: P(the left photo's largest face is older) and both ages, as the "Who is older?" tab computes
     them (:func:`faceage.app.server.compare_photos`). Raises ``UploadError``."""
-    from faceage.app.server import DEFAULT_AGE_SD, NO_FACE, UploadError, _largest_face_output, check_upload, p_first_older
+    from faceage.app.server import compare_result
 
-    photos = {}
-    for side, image in (("left", left), ("right", right)):
-        try:
-            photos[side] = check_upload(image)
-        except UploadError as e:
-            raise UploadError(f"{side.capitalize()} photo: {e}") from None
-    outs = {side: _largest_face_output(predictor, photo) for side, photo in photos.items()}
-    for side, out in outs.items():
-        if out is None:
-            raise UploadError(f"{side.capitalize()} photo: {NO_FACE}")
-    if comparer is not None:
-        p = float(comparer.p_left_older(comparer.prepare(photos["left"])[None], comparer.prepare(photos["right"])[None])[0])
-        method = f"pair model ({comparer.kind})"
-    else:
-        p = p_first_older(outs["left"], outs["right"])
-        method = "age distributions" if "distribution" in outs["left"] else f"ages (±{DEFAULT_AGE_SD:g} years assumed)"
-    return {"p_left_older": float(p), "left_age": float(outs["left"]["age"]), "right_age": float(outs["right"]["age"]), "method": method}
+    return compare_result(predictor, left, right, comparer)
 
 
 def number_image(image: Image.Image, number: int) -> Image.Image:

@@ -333,18 +333,9 @@ def _largest_face_output(predictor: Any, photo: Image.Image) -> dict[str, np.nda
     return {k: v[0] for k, v in out.items()}
 
 
-def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) -> str:
-    """The "Who is older?" tab: markdown saying which face looks older and how sure the model is.
-
-    Args:
-        predictor: the age predictor (ages shown; and P(older) from its distributions without a ``comparer``).
-        left: decoded left upload.
-        right: decoded right upload.
-        comparer: optional :class:`faceage.inference.compare.FaceComparer` (e.g. a pair model) for P(older).
-
-    Raises:
-        UploadError: for an unusable upload or a photo without a face.
-    """
+def compare_result(predictor: Any, left: Any, right: Any, comparer: Any = None) -> dict[str, Any]:
+    """P(the left photo's largest face is older) and both ages: ``{"p_left_older", "left_age", "right_age",
+    "method"}``, shared by the "Who is older?" tab and the ``/compare`` API. Raises ``UploadError``."""
     photos = {}
     for side, image in (("left", left), ("right", right)):
         try:
@@ -364,7 +355,24 @@ def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) 
     else:
         p = p_first_older(outs["left"], outs["right"])
         method = "age distributions" if "distribution" in outs["left"] else f"ages (±{DEFAULT_AGE_SD:g} years assumed)"
-    a_left, a_right = float(outs["left"]["age"]), float(outs["right"]["age"])
+    return {"p_left_older": float(p), "left_age": float(outs["left"]["age"]), "right_age": float(outs["right"]["age"]), "method": method}
+
+
+def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) -> str:
+    """The "Who is older?" tab: markdown saying which face looks older and how sure the model is.
+
+    Args:
+        predictor: the age predictor (ages shown; and P(older) from its distributions without a ``comparer``).
+        left: decoded left upload.
+        right: decoded right upload.
+        comparer: optional :class:`faceage.inference.compare.FaceComparer` (e.g. a pair model) for P(older).
+
+    Raises:
+        UploadError: for an unusable upload or a photo without a face.
+    """
+    result = compare_result(predictor, left, right, comparer)
+    p, method = result["p_left_older"], result["method"]
+    a_left, a_right = result["left_age"], result["right_age"]
     if abs(p - 0.5) < 0.05:
         verdict = f"**Too close to call**: P(left older) = {p:.0%}."
     elif p > 0.5:
