@@ -49,6 +49,8 @@ from PIL import Image, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from faceage.inference.video import iou  # noqa: E402 - the tracker's box overlap scores the matches too
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface"  # beside the checkout; else --data
 PART1_NAMES = Path(__file__).with_name("utkface_part1_names.txt")
 CANVAS = (640, 480)
@@ -177,15 +179,6 @@ def astronaut_photo() -> Photo:
 
 
 # ---- scoring ------------------------------------------------------------------------------------------------------
-
-
-def iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def match(truth: list, found: list) -> list[tuple[int, int]]:

@@ -232,11 +232,14 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
     n_ok = n_failed = n_faces = 0
     bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), what)
     try:
-        try:
-            results = run(images) if run is not None else predictor.predict_files(images)
-        except Exception as e:  # noqa: BLE001 - no Ray, or no cluster at the address: one line, not a traceback
-            print(f"error: cannot run on Ray ({getattr(args, 'ray', None)}): {type(e).__name__}: {e}", file=sys.stderr)
-            return None
+        if run is None:
+            results = predictor.predict_files(images)
+        else:
+            try:
+                results = run(images)
+            except Exception as e:  # noqa: BLE001 - no Ray, or no cluster at the address: one line, not a traceback
+                print(f"error: cannot run on Ray ({getattr(args, 'ray', None)}): {type(e).__name__}: {e}", file=sys.stderr)
+                return None
         for result in results:
             bar.update(1)
             if result.error:

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from faceage.data.datasets import FaceDataset, ResumableLoader, collate_skip_none
+from faceage.data.datasets import FaceDataset, ResumableLoader, cache_mode, collate_skip_none
 from faceage.data.readers import read_dataset
 from faceage.data.records import FaceRecord
 from faceage.data.splits import fold_split, kfold_records, leave_one_subject_out, load_split, save_split, split_records
@@ -104,8 +104,10 @@ class AgeDataModule(L.LightningDataModule):
             raise ValueError("data.augment.erasing needs data.augment_on: sample (batch augmentation has no erasing)")
         self.augment_on = augment_on
         self.batch_augment = None
-        if str(cache_images) not in ("disk", "memory", "none", "True", "False"):
-            raise ValueError(f"data.cache_images must be 'disk', 'memory' or 'none', got {cache_images!r}")
+        try:
+            cache_mode(cache_images)
+        except ValueError as e:
+            raise ValueError(f"data.cache_images: {e}") from None
         self.cache_images, self.cache_dir = cache_images, cache_dir
         self.max_samples = max_samples
         self.check_images = check_images

@@ -24,6 +24,14 @@ from faceage.data.transforms import ChipTransform
 log = logging.getLogger(__name__)
 
 
+def cache_mode(cache: bool | str) -> str:
+    """``"none"``, ``"memory"`` or ``"disk"`` from a cache setting (``True`` is ``"memory"``, ``False`` ``"none"``)."""
+    mode = ("memory" if cache else "none") if isinstance(cache, bool) else str(cache)
+    if mode not in ("none", "memory", "disk"):
+        raise ValueError(f"cache must be 'none', 'memory' or 'disk', got {cache!r}")
+    return mode
+
+
 class FaceDataset(Dataset):
     """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int}``
     (plus ``"seed"``, the item's augmentation seed, when the sampler gives one).
@@ -45,9 +53,7 @@ class FaceDataset(Dataset):
                  cache: bool | str = False, cache_dir: str | None = None) -> None:
         self.records = list(records)
         self.transform = transform
-        mode = {True: "memory", False: "none"}.get(cache, cache) if isinstance(cache, bool) else str(cache)
-        if mode not in ("none", "memory", "disk"):
-            raise ValueError(f"cache must be 'none', 'memory' or 'disk', got {cache!r}")
+        mode = cache_mode(cache)
         self._staged = isinstance(transform, ChipTransform)
         if mode == "disk" and not self._staged:
             mode = "memory"  # only a two-stage transform has a fixed-size static output to store

@@ -79,10 +79,6 @@ class ChipTransform(torch.nn.Module):
         super().__init__()
         self.static, self.dynamic, self.key = static, dynamic, key
 
-    @property
-    def static_size(self) -> int:
-        return int(self.key["size"])
-
     def forward(self, img: Image.Image) -> torch.Tensor:
         return self.dynamic(self.static(img))
 
@@ -104,6 +100,12 @@ def train_chip_size(input_config: dict) -> int:
     return round(int(input_config["image_size"]) / float(input_config.get("crop", 1.0)))
 
 
+def _train_static(input_config: dict) -> tuple[T.Compose, dict]:
+    """The static stage of every training transform (the whole chip resized to :func:`train_chip_size`) and its key."""
+    full = train_chip_size(input_config)
+    return T.Compose([T.Resize((full, full), antialias=True)]), {"stage": "train", "size": full}
+
+
 def build_train_transform(input_config: dict, augment: AugmentConfig | None = None) -> ChipTransform:
     """Like :func:`build_eval_transform` with random geometric and photometric changes.
 
@@ -113,8 +115,7 @@ def build_train_transform(input_config: dict, augment: AugmentConfig | None = No
     (``benchmarks/train_throughput.py``)."""
     aug = augment or AugmentConfig()
     size = int(input_config["image_size"])
-    full = train_chip_size(input_config)
-    static = T.Compose([T.Resize((full, full), antialias=True)])
+    static, key = _train_static(input_config)
     steps: list = [T.ToImage()]
     if aug.rotation or aug.translate or aug.scale:
         steps.append(
@@ -136,12 +137,12 @@ def build_train_transform(input_config: dict, augment: AugmentConfig | None = No
     steps += _normalize(input_config)[1:]
     if aug.erasing:
         steps.append(T.RandomErasing(p=aug.erasing))
-    return ChipTransform(static, T.Compose(steps), {"stage": "train", "size": full})
+    return ChipTransform(static, T.Compose(steps), key)
 
 
 def build_train_chip_transform(input_config: dict) -> ChipTransform:
     """The training chip for batch augmentation: the static stage of :func:`build_train_transform` (cacheable) and a
     dynamic stage that only makes it a uint8 ``(3, T, T)`` tensor; :class:`faceage.data.batch_augment.BatchAugment`
     then augments, crops and normalises whole batches."""
-    full = train_chip_size(input_config)
-    return ChipTransform(T.Compose([T.Resize((full, full), antialias=True)]), T.Compose([T.ToImage()]), {"stage": "train", "size": full})
+    static, key = _train_static(input_config)
+    return ChipTransform(static, T.Compose([T.ToImage()]), key)
