@@ -29,7 +29,8 @@ def main() -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from faceage.data.images import load_image
-    from faceage.inference.export import calibration_batch, export_onnx
+    from faceage.inference.preprocess import calibration_batch
+    from faceage.models.export import export_onnx
     from faceage.inference.preprocess import preprocess_chip
     from faceage.models.age_model import load_model
     from faceage.models.ages import reported_age

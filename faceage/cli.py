@@ -355,8 +355,9 @@ def export_main(argv: list[str]) -> int:
     if args.quantize and not args.calibration:
         p.error("--quantize int8 needs --calibration with face images like the model's inputs")
 
-    from faceage.inference.engines import export_dir
-    from faceage.inference.export import calibration_batch, export_onnx, export_torchscript, quantize_onnx
+    from faceage.inference.preprocess import calibration_batch
+    from faceage.models.export import export_onnx, export_torchscript, quantize_onnx
+    from faceage.models.files import export_dir
     from faceage.inference.predictor import expand_inputs
     from faceage.models.age_model import load_model
 

@@ -127,7 +127,8 @@ Research and teaching on age estimation: a baseline, a pretrained start, a demo.
 def build(args: argparse.Namespace) -> None:
     from faceage.data.readers import read_dataset
     from faceage.data.splits import load_split
-    from faceage.inference.export import calibration_batch, export_onnx, quantize_onnx
+    from faceage.inference.preprocess import calibration_batch
+    from faceage.models.export import export_onnx, quantize_onnx
     from faceage.models.age_model import DEFAULT_ALIGNMENT, load_model
     from faceage.models.ensemble import AgeEnsemble
 

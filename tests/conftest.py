@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """``AgeModel(resnet18, dldl, 32px, gender)`` saved with ``save_pretrained`` plus ``model.onnx``."""
     import torch
 
-    from faceage.inference.export import export_onnx
+    from faceage.models.export import export_onnx
     from faceage.models.age_model import AgeModel
 
     threads = torch.get_num_threads()

@@ -42,24 +42,9 @@ AGE_KEYS = ("age", "distribution")  # the engine outputs a pair score needs (cac
 def is_pair_model(source: str | Path | None) -> bool:
     """Whether ``source`` is a pair model (directory whose config has a ``kind``, or a ``PairModule`` checkpoint)
     rather than an age model."""
-    if source is None:
-        return False
-    path = Path(source)
-    if path.suffix == ".safetensors":
-        path = path.parent
-    if path.is_dir():
-        config_path = path / "config.json"
-        from faceage.models.config import read_model_config
+    from faceage.models.files import source_kind
 
-        return config_path.exists() and "kind" in read_model_config(config_path)
-    if path.is_file() and path.suffix == ".ckpt":
-        import torch
-
-        try:
-            return "pair_model_config" in torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - not a readable checkpoint: let the age-model loader report it
-            return False
-    return False
+    return source is not None and source_kind(source) == "pair"
 
 
 class _ChipPreparer(Predictor):

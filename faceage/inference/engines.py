@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-ONNX_NAME = "model.onnx"
+from faceage.models.files import CONFIG_NAME, ONNX_NAME, export_dir
+
 ENGINES = ("auto", "torch", "onnx")
 
 
@@ -60,26 +61,13 @@ def resolve_engine(model, engine: str = "auto", device: str = "cpu") -> str:
     return "onnx" if path.is_dir() and (path / ONNX_NAME).is_file() else "torch"
 
 
-def export_dir(model: str | Path) -> Path:
-    """The folder holding a model's exported graphs (``model.onnx`` + ``config.json``): a model directory itself,
-    the folder of a ``.safetensors`` / ``.onnx`` file, and for a checkpoint ``run/checkpoints/last.ckpt`` the folder
-    ``run/checkpoints/last/`` beside it (one per checkpoint: ``faceage export`` writes there, the ONNX engine reads
-    there)."""
-    path = Path(model)
-    if path.suffix in (".safetensors", ".onnx"):
-        return path.parent
-    if path.suffix == ".ckpt" or (path.is_file() and not path.is_dir()):
-        return path.with_suffix("")
-    return path
-
-
 class TorchEngine:
     """Runs an ``AgeModel`` with PyTorch on ``device``."""
 
     def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
         import torch
 
-        from faceage.inference.export import InferenceWrapper
+        from faceage.models.outputs import InferenceWrapper
 
         check_device(device)
         if device == "cuda" and not torch.cuda.is_available():
@@ -119,7 +107,7 @@ class OnnxEngine:
             raise FileNotFoundError(f"{onnx_path}: no ONNX graph; write one with `faceage export --format onnx {model_dir}`")
         from faceage.models.config import read_model_config
 
-        self.config = read_model_config(onnx_path.parent / "config.json")
+        self.config = read_model_config(onnx_path.parent / CONFIG_NAME)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle ORT threads must not spin: on small machines they would steal the cores that decode the next images

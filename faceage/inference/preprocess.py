@@ -24,3 +24,26 @@ def preprocess_chip(chip: Image.Image, input_config: dict) -> np.ndarray:
     scale, shift = (1.0 / (255.0 * std))[:, None, None], (mean / std)[:, None, None]
     arr = np.asarray(chip, dtype=np.uint8).transpose(2, 0, 1)
     return (arr * scale - shift).astype(np.float32, copy=False)
+
+
+def calibration_batch(files: list[str], input_config: dict, limit: int = 256, seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` aligned face chips (a seeded sample of ``files``), preprocessed as the model expects:
+    ``(N, 3, S, S)`` float32. Unreadable files are skipped with a warning naming them."""
+    import random
+    import warnings
+
+    from faceage.data.images import ImageLoadError, load_image
+
+    picked = sorted(files)
+    random.Random(seed).shuffle(picked)
+    arrays = []
+    for f in picked:
+        if len(arrays) >= limit:
+            break
+        try:
+            arrays.append(preprocess_chip(load_image(f), input_config))
+        except ImageLoadError as e:
+            warnings.warn(f"calibration: skipped {e}", stacklevel=2)
+    if not arrays:
+        raise ValueError("int8 quantization needs calibration face images; none of the given files could be read")
+    return np.stack(arrays).astype(np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,78 @@ def read_model_config(path: str | Path) -> dict:
     except OSError as e:
         raise ModelConfigError(f"{path}: cannot read ({e.strerror or e})") from None
     return validate_model_config(config, path)
+
+
+# ---- the typed config of an age model ------------------------------------------------------------------------------
+# keys config.json may carry besides the model's own: written by save_pretrained, fit, calibrate, export
+METADATA_KEYS = ("faceage_version", "metrics", "training", "weights_dtype", "onnx", "calibration", "members_from")
+INPUT_KEYS = ("image_size", "mean", "std", "crop", "alignment")
+
+
+@dataclass
+class AgeModelConfig:
+    """What rebuilds an ``AgeModel`` and its preprocessing: ``config.json`` is :meth:`to_dict` of it (plus the
+    :data:`METADATA_KEYS`), and a Lightning checkpoint carries the same dict as ``model_config``.
+
+    Attributes:
+        backbone: faceage backbone name or timm model name.
+        head: age head name (``faceage.models.heads.HEADS``).
+        head_kwargs: extra head arguments (e.g. ``{"sigma": 2.0}`` for ``dldl``).
+        min_age: youngest age the head can output.
+        max_age: oldest age the head can output.
+        gender: a binary gender head (multitask).
+        gender_net: ``"cydral"``: gender from its own small network (the Cydral gender classifier) instead of a
+            linear head on the age features; needs ``gender``.
+        race: a race head over ``faceage.data.records.RACES`` (5 classes, multitask).
+        dropout: dropout before the heads.
+        tta_flip: at inference, average the outputs for the image and its mirror (exported graphs included).
+        round_ages: report whole-year ages (see :func:`faceage.models.ages.reported_age`).
+        input: ``image_size`` (network input side; ``None``: the backbone's), ``mean``/``std`` (normalisation;
+            ``None``: the backbone's), ``crop`` (central fraction of the aligned chip), ``alignment`` (how photos are
+            aligned into chips like the training ones).
+    """
+
+    backbone: str = "resnet18"
+    head: str = "dldl"
+    head_kwargs: dict = field(default_factory=dict)
+    min_age: int = 0
+    max_age: int = 110
+    gender: bool = False
+    gender_net: str | None = None
+    race: bool = False
+    dropout: float = 0.0
+    tta_flip: bool = False
+    round_ages: bool = False
+    input: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.input) - set(INPUT_KEYS)
+        if unknown:
+            raise ModelConfigError(f"model config: unknown input keys {sorted(unknown)}")
+        if self.gender_net not in (None, "cydral"):
+            raise ValueError(f"gender_net must be null or 'cydral', got {self.gender_net!r}")
+        if self.gender_net and not self.gender:
+            raise ValueError("gender_net needs gender: true")
+        validate_model_config(self.to_dict(), "model")
+
+    @classmethod
+    def from_dict(cls, config: dict, source: str | Path = "model config") -> AgeModelConfig:
+        """From ``config.json`` / ``model_config`` (metadata keys ignored); one-line error naming ``source`` for an
+        unknown key or a bad value."""
+        validate_model_config(config, source)
+        names = {f.name for f in fields(cls)}
+        unknown = set(config) - names - set(METADATA_KEYS)
+        if unknown:
+            raise ValueError(f"model config has unknown keys: {sorted(unknown)}")
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> AgeModelConfig:
+        """From flat keyword arguments, the input keys (``image_size``, ``crop``, ...) beside the others."""
+        inp = {k: kwargs.pop(k) for k in INPUT_KEYS if k in kwargs and kwargs[k] is not None}
+        kwargs.pop("input", None)
+        return cls(**{k: v for k, v in kwargs.items() if v is not None or k == "gender_net"}, input=inp)
+
+    def to_dict(self) -> dict:
+        """The plain JSON dict (what ``config.json`` and checkpoints store)."""
+        return json.loads(json.dumps(asdict(self)))

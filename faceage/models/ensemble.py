@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from faceage.models.age_model import AgeModel, load_directory, save_module
+from faceage.models.age_model import AgeModel
+from faceage.models.files import load_directory, save_module
 
 # members must agree on these to share one preprocessing and one output layout
 _SHARED_KEYS = ("input", "min_age", "max_age")

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from faceage.models.age_model import CONFIG_NAME, WEIGHTS_NAME
+from faceage.models.files import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_directory_config
 
 CARD_NAME = "README.md"  # what the Hub renders
 MODEL_CARD_NAME = "MODEL_CARD.md"  # the package's own name for the card (the bundled model has one)
-UPLOAD_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, "model.onnx", CARD_NAME, MODEL_CARD_NAME, "*.png"]
+UPLOAD_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, CARD_NAME, MODEL_CARD_NAME, "*.png"]
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
@@ -33,12 +33,7 @@ class PushError(RuntimeError):
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"{model_dir}: not a faceage model directory (missing {name}; write one with save_pretrained)")
-    from faceage.models.config import read_model_config
-
-    return read_model_config(model_dir / CONFIG_NAME)
+    return read_directory_config(model_dir)
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage._registry import Registry
-from faceage.models.age_model import CONFIG_NAME, DEFAULT_ALIGNMENT, WEIGHTS_NAME, AgeModel, checkpoint_problem, load_model, model_from_config
+from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel, load_model
 from faceage.models.backbones import create_backbone
-from faceage.models.config import read_model_config, validate_model_config
+from faceage.models.files import builder, load_directory, model_directory, model_from_checkpoint, model_kind, read_checkpoint, read_directory_config
 
 PAIR_MODELS: Registry[type[PairModel]] = Registry("pair model")
 _EPS = 1e-6
@@ -172,15 +172,7 @@ class PairModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> PairModel:
         """Loads a model saved by :meth:`save_pretrained` (safetensors: no code runs from the file)."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).exists():
-                raise FileNotFoundError(f"{directory}: not a faceage pair-model directory (missing {name})")
-        model = PairModel.from_config(read_model_config(directory / CONFIG_NAME))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-        return model.eval()
+        return load_directory(directory, PairModel.from_config, what="pair-model")
 
 
 def _backbone_kwargs(config: dict) -> dict:
@@ -292,7 +284,8 @@ class _AgeModelComparator(PairModel):
     @staticmethod
     def _rebuild_age_model(config: dict) -> AgeModel:
         if "age_model_config" in config:
-            return model_from_config(config["age_model_config"])
+            age_config = config["age_model_config"]
+            return builder(model_kind(age_config))(age_config)
         return _age_model(config.get("age_model"))[0]
 
 
@@ -352,7 +345,7 @@ class AgeDifferenceComparator(_FrozenAgeModelComparator):
 
     def __init__(self, age_model: str | Path | AgeModel | None = None, age_scale: float = 2.0) -> None:
         super().__init__()
-        from faceage.inference.export import InferenceWrapper
+        from faceage.models.outputs import InferenceWrapper
 
         source = self._set_age_model(age_model)
         # not a registered submodule: it shares the age model's tensors, which are stored once, as age_model.*
@@ -444,25 +437,14 @@ def load_pair_model(source: str | Path | None = None, age_scale: float = 2.0) ->
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model not found")
-    if path.suffix == ".safetensors":
-        path = path.parent
-    if path.is_dir():
-        config_path = path / CONFIG_NAME
-        if not config_path.exists():
-            raise FileNotFoundError(f"{path}: not a faceage model directory (missing {CONFIG_NAME})")
-        config = read_model_config(config_path)
-        if config.get("kind") in PAIR_MODELS:
+    if path.is_dir() or path.suffix == ".safetensors":
+        path = model_directory(path)
+        if model_kind(read_directory_config(path)) == "pair":
             return PairModel.from_pretrained(path)
         return AgeDifferenceComparator(load_model(path), age_scale).eval()
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"{path}: not a readable faceage checkpoint ({checkpoint_problem(e)})") from None
-    if isinstance(ckpt, dict) and "pair_model_config" in ckpt:
-        model = PairModel.from_config(validate_model_config(ckpt["pair_model_config"], f"{path}: pair_model_config"))
-        prefix = "model."
-        model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
-        return model.eval()
-    if isinstance(ckpt, dict) and "model_config" in ckpt:
+    ckpt = read_checkpoint(path)
+    if "pair_model_config" in ckpt:
+        return model_from_checkpoint(ckpt, path)
+    if "model_config" in ckpt:
         return AgeDifferenceComparator(load_model(path), age_scale).eval()
     raise ValueError(f"{path}: not a faceage checkpoint (no 'pair_model_config' or 'model_config' entry)")

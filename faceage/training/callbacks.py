@@ -4,86 +4,26 @@ export of the best weights as a ready-to-use model directory (safetensors + conf
 Checkpoints are written and read by :class:`SafeCheckpointIO` (installed by the :class:`UseSafeCheckpointIO`
 callback, so every trainer that trains an ``AgeModule`` gets it): atomic writes on any filesystem layout (temp file
 in the checkpoint's own directory, fsync, rename; the previous ``last.ckpt`` kept as ``last.prev.ckpt``), and reads
-that never unpickle (``weights_only=True``) unless :data:`TRUST_PICKLE_ENV` is set, with a damaged file named.
+that never unpickle (``weights_only=True``, :func:`faceage.models.files.load_checkpoint_file`) unless the user
+trusts the file, with a damaged file named.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import pickle
 import shutil
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from faceage.models.config import validate_model_config
+from faceage.models.files import CheckpointError, load_checkpoint_file, local_checkpoint_path, model_from_checkpoint, previous_checkpoint
 
-TRUST_PICKLE_ENV = "FACEAGE_TRUST_PICKLE"  # "1": checkpoints may be unpickled (runs code from the file)
 TEMP_MARK = ".tmp-"
-
-
-def trust_pickle() -> bool:
-    """Whether the user explicitly trusts checkpoint files enough to unpickle them (``faceage ... --trust_pickle``)."""
-    return os.environ.get(TRUST_PICKLE_ENV, "") == "1"
-
-
-def local_checkpoint_path(path: str | os.PathLike) -> Path | None:
-    """``path`` as a local file path (plain, relative, ``file://`` URL; symlinks resolved), ``None`` for a remote URL."""
-    text = os.fspath(path)
-    if "://" in text:
-        url = urlparse(text)
-        if url.scheme != "file":
-            return None
-        text = unquote(url.path)
-    return Path(text).expanduser().resolve()
-
-
-def previous_checkpoint(path: str | os.PathLike) -> Path:
-    """Where the previous good copy of an overwritten checkpoint is kept: ``last.ckpt`` -> ``last.prev.ckpt``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (damaged, or one that would need unpickling); the message names the file."""
-
-
-def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
-    """``torch.load`` of a local checkpoint that never unpickles unless :func:`trust_pickle`.
-
-    ``weights_only=False`` alone is ignored (with a warning): unpickling runs code from the file and needs the
-    separate trust setting. A damaged file raises :class:`CheckpointError` naming it and its previous good copy.
-    """
-    local = local_checkpoint_path(path)
-    if local is None:
-        raise CheckpointError(f"{path}: only local checkpoint files are supported")
-    if not local.is_file():
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
-    if weights_only is False and not trust_pickle():
-        warnings.warn(f"{path}: weights_only=false ignored: faceage never unpickles checkpoints unless trusted "
-                      f"(--trust_pickle or {TRUST_PICKLE_ENV}=1)", stacklevel=2)
-    trusted = trust_pickle() and weights_only is not True
-    if trusted:
-        warnings.warn(f"{path}: unpickling a checkpoint (trusted): this runs any code the file holds", stacklevel=2)
-    try:
-        return torch.load(local, map_location=map_location, weights_only=not trusted)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused: loading it needs unpickling, which runs code from the file ({first}); "
-                              f"pass --trust_pickle only for a file you trust") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        prev = previous_checkpoint(local)
-        offer = f"; the previous good checkpoint is {prev} (resume with --ckpt_path {prev})" if prev.is_file() and prev != local else ""
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(e).__name__}: {reason}){offer}") from None
 
 
 def remove_stale_temp_files(directory: Path, name: str | None = None) -> list[Path]:
@@ -177,10 +117,7 @@ class ExportBestModel(L.Callback):
         model = pl_module.model
         score = None
         if best and Path(best).exists():
-            ckpt = load_checkpoint_file(best, map_location="cpu", weights_only=True)
-            prefix = "model."
-            model = type(model).from_config(validate_model_config(ckpt["model_config"], f"{best}: model_config"))
-            model.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
+            model = model_from_checkpoint(load_checkpoint_file(best, map_location="cpu", weights_only=True), best)
             cb = trainer.checkpoint_callback
             score = float(cb.best_model_score) if cb.best_model_score is not None else None
         out = Path(log_dir) / "model"

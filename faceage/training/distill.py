@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceage.models.age_model import AgeModel, load_directory
+from faceage.models.age_model import AgeModel
+from faceage.models.files import load_directory
 
 TEACHER_OUTPUTS = ("distribution", "age", "gender_prob", "race_probs")
 

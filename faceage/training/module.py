@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +17,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
+from faceage.models.config import AgeModelConfig
 from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.training.distill import Teacher, soft_target_loss
@@ -108,43 +109,17 @@ class AgeModule(L.LightningModule):
         self.head_config = head or HeadConfig()
         self.optim_config = optim or OptimConfig()
         # plain dicts only: checkpoints stay loadable with torch.load(weights_only=True)
-        self.save_hyperparameters(
-            {
-                "backbone": asdict(self.backbone_config),
-                "head": asdict(self.head_config),
-                "optim": asdict(self.optim_config),
-                "gender": gender,
-                "gender_weight": gender_weight,
-                "early_stopping_patience": early_stopping_patience,
-                "checkpoint_every_n_steps": checkpoint_every_n_steps,
-                "tta_flip": tta_flip,
-                "race": race,
-                "race_weight": race_weight,
-                "gender_net": gender_net,
-                "round_ages": round_ages,
-                "teacher": list(teacher) if teacher else None,
-                "teacher_weight": teacher_weight,
-                "teacher_flip": teacher_flip,
-            }
-        )
+        hparams = plain_hparams(locals())  # every argument, by its name in the signature
+        hparams.update(backbone=asdict(self.backbone_config), head=asdict(self.head_config), optim=asdict(self.optim_config), teacher=hparams["teacher"] or None)
+        self.save_hyperparameters(hparams)
         b, h = self.backbone_config, self.head_config
-        self.model = AgeModel(
-            backbone=b.name,
-            head=h.name,
-            head_kwargs=h.kwargs,
-            min_age=h.min_age,
-            max_age=h.max_age,
-            pretrained=b.pretrained and b.transfer != "scratch",
-            image_size=b.image_size,
-            crop=b.crop,
-            alignment=b.alignment,
-            gender=gender,
-            dropout=b.dropout,
-            tta_flip=tta_flip,
-            race=race,
-            gender_net=gender_net,
-            round_ages=round_ages,
+        # the recipe's keys (this signature, which LightningCLI reads) become the saved model's one typed config
+        config = AgeModelConfig.from_kwargs(
+            backbone=b.name, head=h.name, head_kwargs=h.kwargs, min_age=h.min_age, max_age=h.max_age,
+            image_size=b.image_size, crop=b.crop, alignment=b.alignment, dropout=b.dropout,
+            gender=gender, gender_net=gender_net, race=race, tta_flip=tta_flip, round_ages=round_ages,
         )
+        self.model = AgeModel(config, pretrained=b.pretrained and b.transfer != "scratch")
         self.model.set_transfer(b.transfer, b.unfreeze_last)
         if h.init == "backbone":
             if b.name != "cydral_resnet10" or not b.pretrained:
@@ -303,6 +278,17 @@ class AgeModule(L.LightningModule):
         from faceage.training.callbacks import default_callbacks
 
         return default_callbacks(self.hparams["early_stopping_patience"], self.hparams["checkpoint_every_n_steps"])
+
+
+def plain_hparams(args: dict) -> dict:
+    """A LightningModule's ``__init__`` arguments (its ``locals()``) as plain values for ``save_hyperparameters``:
+    dataclass configs as dicts, sequences as lists, so the checkpoint loads with ``weights_only=True``."""
+    def plain(value):
+        if is_dataclass(value):
+            return asdict(value)
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    return {k: plain(v) for k, v in args.items() if k not in ("self", "__class__")}
 
 
 def describe_fit_data(module: AgeModule, data) -> None:

@@ -21,7 +21,7 @@ def _model_dir(tmp_path: Path) -> Path:
     """The bundled model when it exists (with its ONNX graph), else a throwaway non-fine-tuned one."""
     if (BUNDLED / "config.json").exists() and (BUNDLED / "model.onnx").exists():
         return BUNDLED
-    from faceage.inference.export import export_onnx
+    from faceage.models.export import export_onnx
     from faceage.models import AgeModel
 
     model = AgeModel("cydral_resnet10", "dldl", pretrained=True, image_size=64, crop=0.9, gender=True)

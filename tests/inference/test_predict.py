@@ -179,7 +179,7 @@ def test_race_head_reaches_both_engines_and_the_csv(tmp_path, image_zoo, one_tor
     import torch
 
     from faceage.data.records import RACES
-    from faceage.inference.export import export_onnx
+    from faceage.models.export import export_onnx
     from faceage.models.age_model import AgeModel
 
     torch.manual_seed(0)

@@ -151,7 +151,8 @@ def test_head_init_from_cydral_classifier_reproduces_its_ages():
 def test_cydral_gender_net_matches_onnxruntime_and_exports(tmp_path):
     import onnxruntime as ort
 
-    from faceage.inference.export import InferenceWrapper, export_onnx
+    from faceage.models.export import export_onnx
+    from faceage.models.outputs import InferenceWrapper
     from faceage.models.cydral import CydralGenderNet, cydral_onnx_path
 
     x = torch.from_numpy(np.random.default_rng(0).normal(scale=0.3, size=(4, 3, 32, 32)).astype(np.float32))

@@ -229,7 +229,8 @@ def test_head_init_fits_either_feature_size(weights):
 def test_onnx_export_keeps_the_tf_padding_and_channel_flip(tmp_path):
     import onnxruntime as ort
 
-    from faceage.inference.export import InferenceWrapper, export_onnx
+    from faceage.models.export import export_onnx
+    from faceage.models.outputs import InferenceWrapper
     from faceage.models import AgeModel
 
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceage.training.callbacks import CheckpointError, SafeCheckpointIO, load_checkpoint_file, previous_checkpoint
+from faceage.models.files import CheckpointError, load_checkpoint_file, previous_checkpoint
+from faceage.training.callbacks import SafeCheckpointIO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from faceage.cli import main
-from faceage.training.callbacks import TRUST_PICKLE_ENV, CheckpointError, load_checkpoint_file
+from faceage.models.files import TRUST_PICKLE_ENV, CheckpointError, load_checkpoint_file
 
 
 class Payload:

@@ -63,7 +63,8 @@ def test_int8_quantized_graph_keeps_the_ages(tmp_path):
     from faceage.data.images import load_image
     from faceage.data.readers import read_dataset
     from faceage.data.splits import split_records
-    from faceage.inference.export import calibration_batch, export_onnx, quantize_onnx
+    from faceage.inference.preprocess import calibration_batch
+    from faceage.models.export import export_onnx, quantize_onnx
     from faceage.inference.preprocess import preprocess_chip
     from faceage.models.age_model import load_model
 

@@ -1,4 +1,7 @@
-"""Export to ONNX and TorchScript (seed 002 exported TorchScript), through one wrapper with fixed outputs."""
+"""Writing a model's graph files: ONNX (optionally int8-quantized with ONNX Runtime's own tooling) and TorchScript,
+both through :class:`~faceage.models.outputs.InferenceWrapper` (fixed, named outputs; flip averaging when the config
+asks for it). The command is ``faceage export``; the int8 calibration faces come from
+:func:`faceage.inference.preprocess.calibration_batch`."""
 
 from __future__ import annotations
 
@@ -6,33 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from faceage.models.age_model import AgeModel
-
-
-class InferenceWrapper(nn.Module):
-    """``AgeModel`` -> tuple of tensors named by :attr:`output_names` (``age``, ``distribution``, ``gender_prob``,
-    ``race_probs``), averaged over the image and its mirror when the model config has ``tta_flip``."""
-
-    def __init__(self, model: AgeModel) -> None:
-        super().__init__()
-        self.model = model.eval()
-        self.tta_flip = bool(model.config.get("tta_flip", False))
-        self.output_names = model.output_names
-
-    def _once(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out = self.model(images)
-        dec = self.model.decode(out)
-        return [dec[name] for name in self.output_names]
-
-    def forward(self, images: torch.Tensor):
-        if not self.tta_flip:
-            return tuple(self._once(images))
-        # one pass over [images; mirrored images]: a batch twice as large runs faster than two passes
-        n = images.shape[0]
-        both = self._once(torch.cat([images, images.flip(-1)]))
-        return tuple((out[:n] + out[n:]) / 2 for out in both)
+from faceage.models.outputs import InferenceWrapper
 
 
 def export_onnx(model: AgeModel, path: str | Path, opset: int = 17) -> Path:
@@ -63,30 +42,6 @@ def export_torchscript(model: AgeModel, path: str | Path) -> Path:
         traced = torch.jit.trace(wrapper, torch.randn(2, 3, size, size), check_trace=False)
     traced.save(str(path))
     return path
-
-
-def calibration_batch(files: list[str], input_config: dict, limit: int = 256, seed: int = 0) -> np.ndarray:
-    """Up to ``limit`` aligned face chips (a seeded sample of ``files``), preprocessed as the model expects:
-    ``(N, 3, S, S)`` float32. Unreadable files are skipped with a warning naming them."""
-    import random
-    import warnings
-
-    from faceage.data.images import ImageLoadError, load_image
-    from faceage.inference.preprocess import preprocess_chip
-
-    picked = sorted(files)
-    random.Random(seed).shuffle(picked)
-    arrays = []
-    for f in picked:
-        if len(arrays) >= limit:
-            break
-        try:
-            arrays.append(preprocess_chip(load_image(f), input_config))
-        except ImageLoadError as e:
-            warnings.warn(f"calibration: skipped {e}", stacklevel=2)
-    if not arrays:
-        raise ValueError("int8 quantization needs calibration face images; none of the given files could be read")
-    return np.stack(arrays).astype(np.float32)
 
 
 def quantize_onnx(source: str | Path, target: str | Path, calibration: np.ndarray, batch_size: int = 32) -> Path:
