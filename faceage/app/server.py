@@ -37,6 +37,7 @@ from PIL import Image
 
 from faceage.data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image
 from faceage.inference.predictor import format_age
+from faceage.models.pair_scores import p_older, p_older_method
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -46,7 +47,6 @@ ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 BAD_FILE = f"This file is not a usable image. Please upload a photo in {ACCEPTED_TEXT} format."
 NO_IMAGE = "Please upload a photo (or take one with the webcam) first."
 NO_FACE = "No face found in this photo. Try a larger, frontal, well-lit face (or a tighter crop)."
-DEFAULT_AGE_SD = 5.0  # years: spread assumed for models whose head gives no age distribution
 CONCURRENCY_ID = "model"  # every event shares one queue slot: the model runs one request at a time
 DISCLAIMER = ("Estimates are statistical guesses (typically several years off, more for children and the elderly) "
               "and differ in accuracy between groups; do not use them to make decisions about people. "
@@ -304,33 +304,14 @@ def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatma
     return annotate(photo, faces, numbered=True), text, heat
 
 
-def p_first_older(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> float:
-    """P(first face older) from two model outputs (``age`` and, where the head has one, ``distribution``).
-
-    With distributions: ``sum_{i>j} p1_i p2_j + 0.5 sum_i p1_i p2_i`` (ties count half). Without: both ages
-    normal with :data:`DEFAULT_AGE_SD`, ``Phi((a1 - a2) / (sqrt 2 sd))``.
-    """
-    if "distribution" in first and "distribution" in second:
-        pa, pb = np.asarray(first["distribution"], np.float64), np.asarray(second["distribution"], np.float64)
-        below = np.cumsum(pb) - pb  # P(second < age_i)
-        return float(np.clip(np.sum(pa * (below + 0.5 * pb)), 0.0, 1.0))
-    from math import erf
-
-    diff = float(first["age"]) - float(second["age"])
-    return 0.5 * (1.0 + erf(diff / (2.0 * DEFAULT_AGE_SD)))  # Phi(diff / (sqrt(2) sd)) = (1 + erf(diff / 2sd)) / 2
-
-
-def _largest_face_output(predictor: Any, photo: Image.Image) -> dict[str, np.ndarray] | None:
-    """The model's outputs (``age``, ``distribution``?, ``gender_prob``?) for the largest face, or ``None``."""
-    from faceage.evaluation.sensitivity import predict_chips
-
-    if predictor.detect:
-        faces = predictor.detector.detect(photo)
-        if not faces:
-            return None
-        photo = faces[0].chip
-    out = predict_chips(predictor, [photo])
-    return {k: v[0] for k, v in out.items()}
+def _largest_face_output(predictor: Any, photo: Image.Image) -> dict[str, Any] | None:
+    """The predictor's answer for the photo's largest face (``age`` and, where the head has one, ``distribution``),
+    or ``None`` without a face."""
+    boxes, chips = predictor.chips(photo)
+    if not boxes:
+        return None
+    face = predictor.predict_chips(chips[:1], boxes[:1])[0]
+    return {"age": face.age, **({"distribution": face.distribution} if face.distribution is not None else {})}
 
 
 def compare_result(predictor: Any, left: Any, right: Any, comparer: Any = None) -> dict[str, Any]:
@@ -353,8 +334,8 @@ def compare_result(predictor: Any, left: Any, right: Any, comparer: Any = None) 
             raise UploadError(f"Cannot compare these photos: {e.problem}.") from None
         method = f"pair model ({comparer.kind})"
     else:
-        p = p_first_older(outs["left"], outs["right"])
-        method = "age distributions" if "distribution" in outs["left"] else f"ages (±{DEFAULT_AGE_SD:g} years assumed)"
+        p = float(p_older(outs["left"], outs["right"]))
+        method = p_older_method(outs["left"])
     return {"p_left_older": float(p), "left_age": float(outs["left"]["age"]), "right_age": float(outs["right"]["age"]), "method": method}
 
 

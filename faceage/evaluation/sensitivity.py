@@ -23,8 +23,6 @@ from PIL import Image, ImageEnhance, ImageFilter
 from faceage.data.images import ImageLoadError, load_image
 from faceage.data.records import GENDERS
 from faceage.evaluation.metrics import AGE_BAND_LABELS, age_band_index, age_metrics, group_codes
-from faceage.inference.preprocess import preprocess_chip
-from faceage.models.ages import reported_age
 
 BASELINE = "none"
 PERTURBATIONS: tuple[str, ...] = ("brightness", "blur", "jpeg", "rotation", "crop_margin")
@@ -112,36 +110,21 @@ def face_chips(predictor: Any, images: Sequence[Any]) -> tuple[list[Image.Image]
             image = load_image(source)
         except ImageLoadError:
             continue
-        if predictor.detect:
-            faces = predictor.detector.detect(image)
-            if not faces:
-                continue
-            image = faces[0].chip
-        chips.append(image)
+        faces = predictor.face_chips.faces(image)  # the whole image when the predictor does not detect
+        if not faces:
+            continue
+        chips.append(faces[0][1])
         kept.append(i)
     return chips, kept
 
 
-def predict_chips(predictor: Any, chips: Sequence[Image.Image], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Runs the predictor's engine on aligned chips (no detection).
-
-    Args:
-        predictor: a :class:`faceage.inference.predictor.Predictor` (its ``engine`` and ``input_config``).
-        chips: RGB face chips.
-        batch_size: chips per forward pass.
-
-    Returns:
-        ``{"age": (N,), "gender_prob": (N,)?, "distribution": (N, K)?}``; ages as the predictor reports them (whole
-        years for a model with ``round_ages``).
-    """
-    outs: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(chips), batch_size):
-        batch = np.stack([preprocess_chip(c, predictor.input_config) for c in chips[start : start + batch_size]])
-        outs.append(predictor.engine(np.ascontiguousarray(batch)))
-    if not outs:
-        return {"age": np.zeros(0)}
-    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    out["age"] = reported_age(out["age"], predictor.round_ages)
+def chip_outputs(predictor: Any, chips: Sequence[Image.Image], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The predictor's answers for aligned chips (:meth:`~faceage.inference.predictor.Predictor.predict_chips`, no
+    detection) as arrays: ``{"age": (N,), "gender_prob": (N,)?}`` (ages as the predictor reports them, P(female))."""
+    faces = [f for start in range(0, len(chips), batch_size) for f in predictor.predict_chips(list(chips[start : start + batch_size]))]
+    out = {"age": np.array([f.age for f in faces], dtype=np.float64)}
+    if faces and faces[0].gender is not None:
+        out["gender_prob"] = np.array([f.gender_p if f.gender == "female" else 1.0 - f.gender_p for f in faces])
     return out
 
 
@@ -217,13 +200,13 @@ def sensitivity_analysis(
     from faceage.inference.progress import progress_bar
 
     with progress_bar(1 + sum(len(v) for v in conditions.values()), "condition", progress, "sensitivity") as bar:
-        base_out = predict_chips(predictor, chips, batch_size)
+        base_out = chip_outputs(predictor, chips, batch_size)
         base = base_out["age"].astype(np.float64)
         rows = [_row(BASELINE, 0.0, base, true, base, base_out, codes)]
         bar.update(1)
         for kind, values in conditions.items():
             for value in values:
-                out = predict_chips(predictor, [perturb(c, kind, value) for c in chips], batch_size)
+                out = chip_outputs(predictor, [perturb(c, kind, value) for c in chips], batch_size)
                 rows.append(_row(kind, value, out["age"].astype(np.float64), true, base, out, codes))
                 bar.update(1)
     return rows

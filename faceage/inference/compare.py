@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from faceage.data.images import ImageLoadError
+from faceage.inference.chips import FaceChips
 from faceage.inference.predictor import Predictor, default_workers
 
 CHUNK_ROWS = 256  # pair rows whose images are decoded together (bounds memory on huge pair files)
@@ -45,21 +46,6 @@ def is_pair_model(source: str | Path | None) -> bool:
     from faceage.models.files import source_kind
 
     return source is not None and source_kind(source) == "pair"
-
-
-class _ChipPreparer(Predictor):
-    """:class:`Predictor`'s image loading, face detection/alignment and preprocessing (``_prepare``) for a pair
-    model's input config, without an age engine."""
-
-    def __init__(self, input_config: dict, detect: bool = True, detector: str = "hog", batch_size: int = 64, workers: int = 2) -> None:
-        self.engine = None
-        self.config = {"input": input_config}
-        self.input_config = input_config
-        self.detect = detect
-        self.batch_size = batch_size
-        self.workers = workers
-        self._detector = None
-        self._detector_kind = detector
 
 
 class FaceComparer:
@@ -111,12 +97,14 @@ class FaceComparer:
             self.device = device
             self.pair_model = load_pair_model(model).eval().to(device)
             self.kind = self.pair_model.kind
-            self.prepper: Predictor = _ChipPreparer(self.pair_model.input_config, detect, detector, batch_size, self.workers)
+            self.prepper = None
+            self.face_chips = FaceChips(self.pair_model.input_config, detect, detector)
         else:
             self.prepper = Predictor(
                 model, engine=engine, detect=detect, detector=detector, batch_size=batch_size, workers=self.workers, threads=threads,
                 device=device,
             )
+            self.face_chips = self.prepper.face_chips
             self.kind = "age_difference"
         # (path, detect, detector) -> the engine's age outputs for that face, or its ImageLoadError: each distinct
         # face of a pair file is decoded and run once (age models only; a pair model needs the two images together)
@@ -130,7 +118,7 @@ class FaceComparer:
             ImageLoadError: unreadable file, or no face found.
         """
         try:
-            boxes, arrays = self.prepper._prepare(path)
+            boxes, arrays = self.face_chips(path)
         except ImageLoadError:
             raise
         except Exception as e:  # noqa: BLE001 - any decoder/detector surprise is this file's problem only
@@ -154,11 +142,11 @@ class FaceComparer:
 
     # ---- scores -------------------------------------------------------------------------------------------------
     def _age_outputs(self, faces: np.ndarray) -> dict[str, np.ndarray]:
-        return self.prepper._run(np.ascontiguousarray(faces, dtype=np.float32))
+        return self.prepper.run(np.ascontiguousarray(faces, dtype=np.float32))
 
     def cache_key(self, path: str) -> tuple:
         """What makes two face crops the same: the file and the detection settings."""
-        return (path, self.prepper.detect, self.prepper._detector_kind)
+        return (path, self.face_chips.detect, self.face_chips.detector_kind)
 
     def age_outputs(self, paths: Sequence[str]) -> dict[str, dict[str, np.ndarray] | ImageLoadError]:
         """Paths -> the age engine's outputs (``age``, ``distribution``) for each one's face, or its error; a path
@@ -178,14 +166,11 @@ class FaceComparer:
         return {p: self._cache[self.cache_key(p)] for p in paths}
 
     def p_from_age_outputs(self, left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> np.ndarray:
-        """Stacked age outputs of the left and right faces -> P(left older) ``(B,)``: from the two distributions, or
-        a logistic on the age difference when the head has none."""
-        from faceage.models.pair_scores import p_older_from_ages, p_older_from_distributions
+        """Stacked age outputs of the left and right faces -> P(left older) ``(B,)``
+        (:func:`faceage.models.pair_scores.p_older`)."""
+        from faceage.models.pair_scores import p_older
 
-        if "distribution" in left:
-            d_left, d_right = left["distribution"].astype(np.float64), right["distribution"].astype(np.float64)
-            return np.clip(p_older_from_distributions(d_left, d_right), 0.0, 1.0)
-        return p_older_from_ages(left["age"].astype(np.float64), right["age"].astype(np.float64), self.age_scale)
+        return np.asarray(p_older(left, right, self.age_scale))
 
     def p_left_older(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Preprocessed faces ``(B, 3, S, S)`` each -> P(left older) ``(B,)``."""

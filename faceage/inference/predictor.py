@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceage.data.images import ImageLoadError, is_image_file, load_image
+from faceage.data.images import ImageLoadError, is_image_file
 from faceage.data.records import RACES
-from faceage.inference.preprocess import preprocess_chip
+from faceage.inference.chips import FaceChips
 from faceage.models.ages import reported_age
 
 
@@ -207,40 +207,31 @@ class Predictor:
         self.detect = detect
         self.batch_size = batch_size
         self.workers = default_workers(detect) if workers is None else workers
-        self._detector = None
-        self._detector_kind = detector
-        self._thorough = bool(thorough)
+        self.face_chips = FaceChips(self.input_config, detect, detector, thorough)
 
     @property
     def detector(self):
-        if self._detector is None:
-            from faceage.inference.detect import FaceDetector
-
-            from faceage.inference.detect import UTKFACE_PADDING
-
-            align = self.input_config.get("alignment", {})
-            self._detector = FaceDetector(
-                detector=self._detector_kind,
-                chip_size=int(align.get("chip_size", 200)),
-                padding=float(align.get("padding", UTKFACE_PADDING)),
-                landmark_model=5 if align.get("method") == "dlib5" else 68,
-                thorough=self._thorough,
-            )
-        return self._detector
+        """The face detector + aligner (:attr:`FaceChips.detector`)."""
+        return self.face_chips.detector
 
     # ---- stages -------------------------------------------------------------------------------------------------
-    def _faces(self, image: Image.Image) -> list[tuple[tuple[int, int, int, int], Image.Image]]:
-        if not self.detect:
-            return [((0, 0, image.width, image.height), image)]
-        return [(f.box, f.chip) for f in self.detector.detect(image)]
+    def chips(self, image) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+        """One image (path, bytes, PIL image or uint8 array) -> ``(boxes, chips)``: each face's box and its aligned
+        chip preprocessed for the model, ``(N, 3, S, S)`` float32. Raises :class:`ImageLoadError`."""
+        return self.face_chips(image)
 
-    def _prepare(self, source) -> tuple[list, np.ndarray]:
-        image = load_image(source)
-        faces = self._faces(image)
-        arrays = np.stack([preprocess_chip(chip, self.input_config) for _, chip in faces]) if faces else np.zeros((0, 3, 1, 1), np.float32)
-        return [box for box, _ in faces], arrays
+    def predict_chips(self, chips, boxes: list | None = None) -> list[FaceResult]:
+        """Preprocessed chips (:meth:`chips`) or aligned PIL chips -> one :class:`FaceResult` per chip (``boxes``:
+        their boxes, default the whole chip)."""
+        if len(chips) and isinstance(chips[0], Image.Image):
+            chips = self.face_chips.preprocess(list(chips))
+        if not len(chips):
+            return []
+        size = int(self.input_config["image_size"])
+        return self._results(boxes if boxes is not None else [(0, 0, size, size)] * len(chips), self.run(np.asarray(chips)))
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The engine on preprocessed chips ``(N, 3, S, S)`` in batches: raw outputs (``age`` unrounded, ...)."""
         outs: list[dict[str, np.ndarray]] = []
         for i in range(0, len(batch), self.batch_size):
             outs.append(self.engine(np.ascontiguousarray(batch[i : i + self.batch_size])))
@@ -273,10 +264,8 @@ class Predictor:
     # ---- public -------------------------------------------------------------------------------------------------
     def predict(self, image) -> list[FaceResult]:
         """One image (path, bytes, PIL image or uint8 array) -> its faces. Raises :class:`ImageLoadError`."""
-        boxes, arrays = self._prepare(image)
-        if not boxes:
-            return []
-        return self._results(boxes, self._run(arrays))
+        boxes, arrays = self.chips(image)
+        return self.predict_chips(arrays, boxes)
 
     def verify(self, image, over: int = 18, challenge: float | None = None) -> list:
         """Over-``over`` decision for each face of one image (list of
@@ -305,7 +294,7 @@ class Predictor:
 
         def prepare(path: str):
             try:
-                return self._prepare(path)
+                return self.chips(path)
             except ImageLoadError as e:
                 return e
             except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
@@ -316,7 +305,7 @@ class Predictor:
 
         def flush() -> Iterator[FileResult]:
             arrays = [a for _, boxes, a, _ in pending if boxes]
-            out = self._run(np.concatenate(arrays)) if arrays else {}
+            out = self.run(np.concatenate(arrays)) if arrays else {}
             start = 0
             for path, boxes, _, error in pending:
                 if error is not None:

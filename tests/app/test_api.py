@@ -15,6 +15,7 @@ gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is no
 from faceage.app import api, server  # noqa: E402
 from faceage.inference.annotate import label  # noqa: E402
 from faceage.inference.predictor import FaceResult, Predictor  # noqa: E402
+from faceage.models.pair_scores import p_older  # noqa: E402
 
 
 def _free_port() -> int:
@@ -63,7 +64,7 @@ def test_api_endpoints_answer_json_matching_the_predictor(tiny_model_dir, tmp_pa
 
         c = client.predict(gradio_client.handle_file(str(a)), gradio_client.handle_file(str(b)), api_name="/compare")
         other = predictor.predict(str(b))[0]
-        p = server.p_first_older({"age": e.age, "distribution": e.distribution}, {"age": other.age, "distribution": other.distribution})
+        p = p_older({"age": e.age, "distribution": e.distribution}, {"age": other.age, "distribution": other.distribution})
         assert c["p_left_older"] == pytest.approx(p, abs=1e-6) and c["method"] == "age distributions"
         assert c["left_age"] == pytest.approx(e.age, abs=1e-6) and c["right_age"] == pytest.approx(other.age, abs=1e-6)
 

@@ -65,13 +65,21 @@ def test_check_upload():
     assert out.mode == "RGB" and out.size == (40, 30)
 
 
-def test_p_first_older():
+def test_p_older_is_one_function_for_the_app_and_compare():
+    from faceage.inference.compare import FaceComparer
+    from faceage.models.pair_scores import p_older
+
     a = {"age": np.float32(40), "distribution": np.eye(5)[3]}
     b = {"age": np.float32(20), "distribution": np.eye(5)[1]}
-    assert server.p_first_older(a, b) == 1.0 and server.p_first_older(b, a) == 0.0
-    assert server.p_first_older(a, a) == 0.5  # ties count half
-    assert server.p_first_older({"age": 30.0}, {"age": 30.0}) == pytest.approx(0.5)
-    assert server.p_first_older({"age": 40.0}, {"age": 30.0}) > 0.9
+    assert p_older(a, b) == 1.0 and p_older(b, a) == 0.0
+    assert p_older(a, a) == 0.5  # ties count half
+    assert p_older({"age": 30.0}, {"age": 30.0}) == pytest.approx(0.5)
+    # a head without a distribution: a logistic on the age gap, 2 years per unit, in the app and in compare alike
+    gap4 = p_older({"age": 34.0}, {"age": 30.0})
+    assert gap4 == pytest.approx(1 / (1 + np.exp(-2.0)))
+    comparer = FaceComparer.__new__(FaceComparer)
+    comparer.age_scale = 2.0
+    assert comparer.p_from_age_outputs({"age": np.array([34.0])}, {"age": np.array([30.0])})[0] == pytest.approx(gap4)
 
 
 def test_handlers_without_detection(tiny_model_dir):

@@ -128,13 +128,13 @@ def test_each_distinct_face_is_run_once(faces, tiny_model_dir, tmp_path, capsys)
     pairs = [(int(a), int(b)) for a, b in rng.integers(0, 6, (300, 2)) if a != b]
     (root / "many.csv").write_text("".join(f"faces/{paths[a].name},faces/{paths[b].name}\n" for a, b in pairs))
     comparer = FaceComparer(str(tiny_model_dir), detect=False, threads=1, workers=1)
-    seen, run = [0], comparer.prepper._run
+    seen, run = [0], comparer.prepper.run
 
     def counting(batch):
         seen[0] += len(batch)
         return run(batch)
 
-    comparer.prepper._run = counting
+    comparer.prepper.run = counting
     from faceage.inference.compare import compare_pair_file
 
     results = list(compare_pair_file(comparer, root / "many.csv"))

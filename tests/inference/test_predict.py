@@ -317,14 +317,14 @@ def test_predict_files_decodes_a_bounded_number_ahead(tiny_model_dir, image_zoo)
     import time
 
     predictor = Predictor(str(tiny_model_dir), detect=False, batch_size=1, workers=1, threads=1)
-    calls, lock, prepare = [0], threading.Lock(), predictor._prepare
+    calls, lock, prepare = [0], threading.Lock(), predictor.chips
 
     def counting(source):
         with lock:
             calls[0] += 1
         return prepare(source)
 
-    predictor._prepare = counting
+    predictor.chips = counting
     gen = predictor.predict_files([str(image_zoo.valid["gray"][0])] * 500)
     next(gen)
     time.sleep(0.3)
