@@ -1,6 +1,6 @@
 """Measures which dlib alignment reproduces the geometry of UTKFace's "aligned & cropped" 200x200 chips.
 
-faceage models are trained on UTKFace chips, so the chips :class:`faceage.inference.detect.FaceDetector` cuts from
+faceage models are trained on UTKFace chips, so the chips :class:`faceage.data.detect.FaceDetector` cuts from
 raw photos must place the face exactly where UTKFace does. This script finds the ``padding`` of
 ``dlib.get_face_chip(img, shape, size=200, padding=p)`` (and any offset left over) that does so, two ways:
 
@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from faceage.inference.detect import UTKFACE_PADDING, FaceDetector  # noqa: E402
+from faceage.data.detect import UTKFACE_PADDING, FaceDetector  # noqa: E402
 
 SIZE = 200
 PADDINGS = (0.10, 0.15, 0.175, 0.20, 0.225, 0.25, 0.30, 0.40)

@@ -16,7 +16,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="age model (default: the bundled one)")
     args = p.parse_args()
     from faceage.data.images import load_image
-    from faceage.inference.detect import PAD_RETRY, FaceDetector
+    from faceage.data.detect import PAD_RETRY, FaceDetector
     from faceage.inference.predictor import Predictor
 
     records, split = read_split(args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -243,10 +242,6 @@ class AgeDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"split_config": asdict(self.split_config)}
-
-    def describe(self) -> str:
-        return json.dumps({k: len(v) for k, v in self.splits.items()})
-
 
 def _training_seed() -> int:
     """The run's seed (``seed_everything`` sets ``PL_GLOBAL_SEED``), so data order follows ``--seed_everything``."""

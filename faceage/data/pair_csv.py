@@ -1,12 +1,17 @@
-"""Reading pair CSVs (``left,right[,label]``) without importing torch, so that ``faceage compare`` on the ONNX
-engine starts without PyTorch; :mod:`faceage.data.pairs` re-exports everything here."""
+"""The pair CSV format (``left,right[,label]``): one reader and one writer, without importing torch, so that
+``faceage compare`` on the ONNX engine starts without PyTorch; :mod:`faceage.data.pairs` re-exports everything here."""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from faceage._io import atomic_target
+
+PAIR_CSV_COLUMNS = ("left", "right", "label")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ def read_pair_csv(path: str | os.PathLike, resolve: bool = True, strict: bool = 
             cells = [c.strip() for c in cells]
             if not any(cells):
                 continue
-            if number == 0 and not rows and [c.lower() for c in cells[:3]] in (["left", "right"], ["left", "right", "label"]):
+            if (
+                number == 0
+                and not rows
+                and [c.lower() for c in cells[:3]] in (["left", "right"], ["left", "right", "label"])
+            ):
                 continue
             number += 1
             error = None
@@ -86,3 +95,40 @@ def read_pair_csv(path: str | os.PathLike, resolve: bool = True, strict: bool = 
             left, right = (resolve_pair_path(c, Path(path).parent) for c in cells[:2]) if resolve else cells[:2]
             rows.append(PairRow(left, right, label, number))
     return rows
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), folder)).as_posix()
+    except ValueError:  # another drive on Windows
+        return os.path.abspath(path)
+
+
+def write_pair_csv(path: str | os.PathLike, rows: Iterable[tuple], relative: bool = True) -> int:
+    """Writes ``left,right,label`` rows (``label`` blank when ``None``).
+
+    Args:
+        path: CSV file to write.
+        rows: ``(left, right)`` or ``(left, right, label)`` tuples, or :class:`PairRow` objects.
+        relative: store image paths relative to the CSV's folder, as :func:`read_pair_csv` resolves them.
+
+    Returns:
+        The number of rows written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent.resolve()
+    n = 0
+    with atomic_target(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(PAIR_CSV_COLUMNS)
+        for row in rows:
+            if isinstance(row, PairRow):
+                left, right, label = row.left, row.right, row.label
+            else:
+                left, right, label = (*row, None)[:3]
+            if relative:
+                left, right = _relative_to(str(left), folder), _relative_to(str(right), folder)
+            writer.writerow([left, right, "" if label is None else int(label)])
+            n += 1
+    return n

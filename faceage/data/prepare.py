@@ -24,7 +24,7 @@ from pathlib import Path
 
 from faceage._io import atomic_target, write_text_atomic
 from faceage.data.images import ImageLoadError, is_image_file, load_image
-from faceage.inference.detect import UTKFACE_PADDING, FaceDetector
+from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "prepare_settings.json"

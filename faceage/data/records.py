@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 GENDERS = ("male", "female")  # UTKFace coding: 0 male, 1 female
 RACES = ("white", "black", "asian", "indian", "others")  # UTKFace coding 0..4
@@ -69,14 +67,6 @@ class ReadReport:
     def n_skipped(self) -> int:
         return sum(self.skipped.values())
 
-    def merge(self, other: ReadReport) -> None:
-        self.n_ok += other.n_ok
-        self.skipped.update(other.skipped)
-        self.dropped.update(other.dropped)
-        for kind, names in other.examples.items():
-            for n in names:
-                self._example(kind, n)
-
     def summary(self) -> str:
         """Human-readable lines: totals, then each kind with its count and example names."""
         lines = [f"{self.source}: {self.n_ok} records ok, {self.n_skipped} skipped"]
@@ -110,16 +100,3 @@ def drop_duplicates(records: list[FaceRecord], report: ReadReport) -> list[FaceR
         seen.add(key)
         kept.append(r)
     return kept
-
-
-def save_records(records: list[FaceRecord], path: str | Path) -> None:
-    """Writes records as JSON lines."""
-    with open(path, "w") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict()) + "\n")
-
-
-def load_records(path: str | Path) -> list[FaceRecord]:
-    """Reads records written by :func:`save_records`."""
-    with open(path) as f:
-        return [FaceRecord(**json.loads(line)) for line in f if line.strip()]

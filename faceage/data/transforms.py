@@ -6,7 +6,7 @@ The input config travels inside every checkpoint (``AgeModel.config["input"]``):
      "alignment": {"method": "dlib68", "chip_size": 200, "padding": 0.2}}
 
 ``crop`` is the central fraction of the aligned chip the network sees; ``alignment`` says how raw photos are
-turned into chips like the training chips (see :mod:`faceage.inference.detect`).
+turned into chips like the training chips (see :mod:`faceage.data.detect`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torchvision.transforms import v2 as T
 
 @dataclass
 class AugmentConfig:
-    """Training-time augmentation (seed 000/002 style), all applied to the aligned chip.
+    """Training-time augmentation (flip, rotation, shift, zoom, colour, greyscale, erasing) of the aligned chip.
 
     Attributes:
         hflip: random horizontal flip.

@@ -1,4 +1,4 @@
-"""Draws face boxes and ages onto a copy of the image (seed 002's "write the age onto the image")."""
+"""Draws face boxes and ages onto a copy of the image (``faceage predict --annotate``)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ class FaceChips:
         input_config: the model's ``config["input"]`` (``image_size``, ``mean``, ``std``, ``crop``, ``alignment``).
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
-        thorough: HOG always upsampled (see :class:`faceage.inference.detect.FaceDetector`).
+        thorough: HOG always upsampled (see :class:`faceage.data.detect.FaceDetector`).
     """
 
     def __init__(self, input_config: dict, detect: bool = True, detector: str = "hog", thorough: bool = False) -> None:
@@ -37,7 +37,7 @@ class FaceChips:
     def detector(self):
         """The face detector + aligner for the model's chip geometry (built on first use: dlib models load once)."""
         if self._detector is None:
-            from faceage.inference.detect import UTKFACE_PADDING, FaceDetector
+            from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 
             align = self.input_config.get("alignment", {})
             self._detector = FaceDetector(

@@ -227,7 +227,7 @@ def explain_faces(image: Any, explainer: Explainer, detector: Any = None) -> lis
     Args:
         image: the photo (path, bytes, PIL image or array).
         explainer: an :class:`Explainer`.
-        detector: a :class:`faceage.inference.detect.FaceDetector`; ``None`` takes the whole image as the face.
+        detector: a :class:`faceage.data.detect.FaceDetector`; ``None`` takes the whole image as the face.
 
     Returns:
         ``(box, chip, heatmap)`` per face, largest first; empty when no face is found.

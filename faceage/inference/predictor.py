@@ -154,7 +154,7 @@ class Predictor:
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
         thorough: HOG always upsampled (faces from ~40 px everywhere, slower); by default it upsamples only photos
-            where the first pass finds no face or a small one (:class:`faceage.inference.detect.FaceDetector`).
+            where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
         workers: threads decoding (and detecting) images in parallel (default: :func:`default_workers`).
         threads: intra-op threads of the engine (default: library default).

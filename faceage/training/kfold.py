@@ -2,7 +2,7 @@
 
 Each fold is an ordinary ``faceage fit`` / ``faceage test`` of the same config with ``--data.split.n_folds`` and
 ``--data.split.fold`` set, so folds are subject-exclusive whenever the dataset has subject ids (FG-NET 5-fold or
-LOSO, All-Age-Faces 3-fold, as seed 004).
+LOSO, All-Age-Faces 3-fold: the published protocols of those datasets).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lightning's learning-rate finder (seed 002's cheap alternative to a search), with its plot saved."""
+"""Lightning's learning-rate finder (a cheap alternative to a hyper-parameter search), with its plot saved."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``PairModule``: trains and evaluates the pairwise comparators of :mod:`faceage.models.pairs` (seed 003).
+"""``PairModule``: trains and evaluates the pairwise comparators of :mod:`faceage.models.pairs` ("who is older?").
 
 Binary cross-entropy on "left is older"; ``acc`` and ``auc`` (ROC AUC) per stage, and at validation/test the
 accuracy by age gap (``acc_gap_1_2``, ``acc_gap_3_5``, ``acc_gap_6_10``, ``acc_gap_over_10`` years). The checkpoint

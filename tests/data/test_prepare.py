@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from faceage.data.prepare import PrepareReport, chip_name, prepare_images
-from faceage.inference.detect import FaceDetector
+from faceage.data.detect import FaceDetector
 
 skimage_data = pytest.importorskip("skimage.data")
 

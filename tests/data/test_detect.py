@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.inference import detect as detect_module
-from faceage.inference.detect import UTKFACE_PADDING, Face, FaceDetector, chip_details
+from faceage.data import detect as detect_module
+from faceage.data.detect import UTKFACE_PADDING, Face, FaceDetector, chip_details
 
 skimage_data = pytest.importorskip("skimage.data")
 
