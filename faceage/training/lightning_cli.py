@@ -22,7 +22,13 @@ from lightning.pytorch.cli import LightningCLI
 
 from faceage.data.datamodule import AgeDataModule
 from faceage.models.config import IMAGE_SIZE_RANGE
-from faceage.training.callbacks import TRUST_PICKLE_ENV, CheckpointError, SafeCheckpointIO, load_checkpoint_file, local_checkpoint_path
+from faceage.training.callbacks import (
+    TRUST_PICKLE_ENV,
+    CheckpointError,
+    SafeCheckpointIO,
+    load_checkpoint_file,
+    local_checkpoint_path,
+)
 from faceage.training.module import AgeModule
 
 TRAINER_DEFAULTS = {
