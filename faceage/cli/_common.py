@@ -21,10 +21,12 @@ def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: boo
                         "cells starting with = + - @ get a leading ' (no spreadsheet formulas); bytes of a file name "
                         "that are not UTF-8 are written as \\xNN")
     if resume:
-        p.add_argument("--resume", action="store_true", help=f"keep the rows already in --output and skip the {what} they cover")
+        p.add_argument("--resume", action="store_true",
+                       help=f"keep the rows already in --output and skip the {what} they cover")
     p.add_argument("--strict", action="store_true", help=f"exit 1 when any of the {what} failed")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line (errors are still printed)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no summary line (errors are still printed)")
 
 
 

@@ -43,19 +43,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model directory (its config.json is updated)")
     p.add_argument("--data", required=True, help="dataset folder of aligned face chips")
     p.add_argument("--dataset", default="utkface", help="dataset reader (default: utkface)")
-    p.add_argument("--split", default=None, help="a split.json saved by training (default: the datamodule's seeded split)")
-    p.add_argument("--split-name", default="val", choices=["val", "test", "train", "all"], help="which split to fit on (default: val)")
-    p.add_argument("--names", default=None, help="a file listing the image names (one a line, relative to --data) to fit on instead of a split")
-    p.add_argument("--level", type=float, nargs="+", default=[DEFAULT_LEVEL], help="interval coverage(s) to fit (default 0.9)")
+    p.add_argument("--split", default=None,
+                   help="a split.json saved by training (default: the datamodule's seeded split)")
+    p.add_argument("--split-name", default="val", choices=["val", "test", "train", "all"],
+                   help="which split to fit on (default: val)")
+    p.add_argument("--names", default=None,
+                   help="a file listing the image names (one a line, relative to --data) to fit on instead of a split")
+    p.add_argument("--level", type=float, nargs="+", default=[DEFAULT_LEVEL],
+                   help="interval coverage(s) to fit (default 0.9)")
     p.add_argument("--base-level", default="auto",
                    help="level of the raw interval that is conformalized: a number, or auto (default: the narrowest by cross-fitting)")
     p.add_argument("--over", type=int, nargs="+", default=[18], help="ages N to fit over-N policies for (default 18)")
-    p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR, help="largest share of people aged N-5..N-1 that may pass (default 0.01)")
-    p.add_argument("--challenge", type=float, nargs="*", default=list(DEFAULT_CHALLENGES), help="challenge ages measured beside each policy")
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto", help="auto: onnx when the model has model.onnx")
+    p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
+                   help="largest share of people aged N-5..N-1 that may pass (default 0.01)")
+    p.add_argument("--challenge", type=float, nargs="*", default=list(DEFAULT_CHALLENGES),
+                   help="challenge ages measured beside each policy")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnx when the model has model.onnx")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--describe", default=None, help="what the faces are, stored with the calibration (default: the data, split and count)")
+    p.add_argument("--describe", default=None,
+                   help="what the faces are, stored with the calibration (default: the data, split and count)")
     p.add_argument("--dry-run", action="store_true", help="fit and print, but do not write config.json")
     return p
 

@@ -20,17 +20,24 @@ def _parser() -> argparse.ArgumentParser:
                "stderr); 1 with --strict when any row failed, or two images of which one cannot be read; 2 a failed "
                "run (bad arguments, model, pair file or output, no pairs).")
     p.add_argument("images", nargs="*", help="two images: LEFT RIGHT")
-    p.add_argument("--pairs", default=None, help="CSV of pairs 'left,right[,label]' (relative paths: relative to the CSV)")
+    p.add_argument("--pairs", default=None,
+                   help="CSV of pairs 'left,right[,label]' (relative paths: relative to the CSV)")
     add_run_options(p, what="rows")
-    p.add_argument("--root", default=None, help="folder the pair CSV's relative paths are relative to (default: the CSV's folder)")
-    p.add_argument("--model", default=None, help="pair model or age model dir / .ckpt (default: the bundled age model, age-difference comparator)")
+    p.add_argument("--root", default=None,
+                   help="folder the pair CSV's relative paths are relative to (default: the CSV's folder)")
+    p.add_argument("--model", default=None,
+                   help="pair model or age model dir / .ckpt (default: the bundled age model, age-difference "
+                        "comparator)")
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
                    help="engine for age models; auto (default): ONNX Runtime when the model directory has model.onnx, else torch")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
-    p.add_argument("--age-scale", type=float, default=2.0, help="years per logit unit for age models without a distribution")
+    p.add_argument("--age-scale", type=float, default=2.0,
+                   help="years per logit unit for age models without a distribution")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image decoding threads (default: one per core with detection, one per two cores with "
+                        "--no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")

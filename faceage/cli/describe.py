@@ -12,7 +12,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage describe", description="Describe datasets side by side before training on them.")
     p.add_argument("roots", nargs="+", help="dataset folders (or CSV files for --dataset csv)")
     p.add_argument("--dataset", default="utkface", help="reader name (utkface, afad, cacd, appa_real, fgnet, aaf, csv)")
-    p.add_argument("--split-file", default=None, help="a saved split.json: describe its splits side by side (one dataset)")
+    p.add_argument("--split-file", default=None,
+                   help="a saved split.json: describe its splits side by side (one dataset)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the histograms and shares as a PNG")
     p.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
     p.add_argument("--no-sizes", action="store_true", help="skip reading image headers for sizes")

@@ -14,12 +14,17 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage ensemble", description="Average several trained age models into one model directory (+ model.onnx).")
     p.add_argument("models", nargs="+", help="two or more model dirs / checkpoints with the same input config")
     p.add_argument("--output", required=True, help="directory for model.safetensors, config.json and model.onnx")
-    p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep", help="flip test-time augmentation of the ensemble")
-    p.add_argument("--round-ages", choices=["keep", "on", "off"], default="keep", help="report whole-year ages (keep: the first member's setting)")
+    p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep",
+                   help="flip test-time augmentation of the ensemble")
+    p.add_argument("--round-ages", choices=["keep", "on", "off"], default="keep",
+                   help="report whole-year ages (keep: the first member's setting)")
     p.add_argument("--no-onnx", action="store_true", help="skip writing model.onnx")
-    p.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size; computed in float32)")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="write model.onnx as a static int8 graph (needs --calibration)")
-    p.add_argument("--calibration", nargs="+", default=None, metavar="PATH", help="aligned face chips for int8 calibration")
+    p.add_argument("--float16", action="store_true",
+                   help="store the weights as float16 (half the size; computed in float32)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="write model.onnx as a static int8 graph (needs --calibration)")
+    p.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
+                   help="aligned face chips for int8 calibration")
     args = p.parse_args(argv)
     if args.quantize and (args.no_onnx or not args.calibration):
         p.error("--quantize int8 writes model.onnx and needs --calibration with face images like the model's inputs")

@@ -12,7 +12,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage export", description="Export a model to ONNX or TorchScript.")
     p.add_argument("model", nargs="?", default=None, help="model dir / .ckpt (default: bundled)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--output", default=None, help="output file (default: model.onnx / model.torchscript.pt in the model's folder; "
+    p.add_argument("--output", default=None,
+                   help="output file (default: model.onnx / model.torchscript.pt in the model's folder; "
                                                   "for a checkpoint X.ckpt in the folder X/ beside it, where predict --engine onnx looks)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="ONNX only: static int8 quantization (about 2x faster on CPUs with VNNI); needs --calibration")

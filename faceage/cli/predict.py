@@ -30,7 +30,9 @@ def _predict_parser() -> argparse.ArgumentParser:
                    help="HOG always upsampled by 2: faces from ~40 px in every photo, slower (default: upsampled only "
                         "where the first pass finds no face or a small one)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per core with detection, one per two cores with --no-detect)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image decoding threads (default: one per core with detection, one per two cores with "
+                        "--no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")

@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Bias report (MAE / CS@5 by age band x gender x race with bootstrap CIs, gender accuracy by group) "
         "as self-contained HTML + markdown, from a run's test predictions or a model run over a dataset.",
     )
-    p.add_argument("run_dir", nargs="?", default=None, help="run folder holding test/test_predictions.csv (or the CSV itself)")
+    p.add_argument("run_dir", nargs="?", default=None,
+                   help="run folder holding test/test_predictions.csv (or the CSV itself)")
     p.add_argument("--model", default=None, help="model dir / .ckpt to run over --data (and for --sensitivity)")
     p.add_argument("--data", default=None, help="dataset folder of aligned face chips")
     p.add_argument("--dataset", default="utkface", help="dataset reader (default: utkface)")
@@ -27,13 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="output folder (default: RUN_DIR/report or ./faceage_report)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI")
     p.add_argument("--min-flag-n", type=int, default=MIN_FLAG_N, help="smallest group that can be flagged")
-    p.add_argument("--sensitivity", action="store_true", help="also measure the metrics under image changes (needs --model)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also measure the metrics under image changes (needs --model)")
     p.add_argument("--sensitivity-samples", type=int, default=300, help="images used for --sensitivity")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: one per two cores)")
     p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="torch", help="engine running --model over --data (onnx: needs model.onnx)")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="torch",
+                   help="engine running --model over --data (onnx: needs model.onnx)")
     return p
 
 

@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
     p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster start, no heatmaps")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
-    p.add_argument("--pair-model", default=None, help="pair model for 'Who is older?' (default: the age model's distributions)")
-    p.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
+    p.add_argument("--pair-model", default=None,
+                   help="pair model for 'Who is older?' (default: the age model's distributions)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="interface to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload")
     p.add_argument("--no-heatmap", action="store_true", help="hide the Grad-CAM option")

@@ -19,7 +19,8 @@ def _verify_parser() -> argparse.ArgumentParser:
     p.add_argument("--challenge", type=float, default=None,
                    help="challenge-age rule instead of the fitted policy: pass when the estimated age is >= this (e.g. 25)")
     p.add_argument("--model", default=None, help="model dir (default: the bundled model)")
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto", help="auto: onnx when the model has model.onnx")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnx when the model has model.onnx")
     add_run_options(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
