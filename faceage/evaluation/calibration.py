@@ -1,4 +1,5 @@
-"""Fitting the age-assurance calibration of a model (``faceage calibrate``, :mod:`faceage.cli.calibrate`) on faces it did not train on.
+"""Fitting the age-assurance calibration of a model on faces it did not train on (``faceage calibrate``,
+:mod:`faceage.cli.calibrate`).
 
 Two things are fitted and stored under ``config["calibration"]`` (the applied side, and the stored form, are in
 :mod:`faceage.inference.calibration`):
