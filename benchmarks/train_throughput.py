@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--label", default="now")
     args, overrides = p.parse_known_args(argv)
-    from faceage.training.cli import FaceAgeCLI, TRAINER_DEFAULTS
+    from faceage.training.lightning_cli import FaceAgeCLI, TRAINER_DEFAULTS
 
     timer = StepTimer(args.warmup)
     cli = FaceAgeCLI(

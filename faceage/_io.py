@@ -10,14 +10,19 @@ from pathlib import Path
 
 @contextmanager
 def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temp path beside ``path`` to write to; on leaving the block it is renamed onto ``path``.
+    """Yields a temp path beside ``path`` to write to; on leaving the block it is renamed onto ``path`` (on an error
+    it is removed and ``path`` is untouched).
 
     Readers (another DDP rank, a resumed run, a cache check) then see either no file or the whole file, never a
     half-written one; the temp name carries the process id so concurrent writers do not clobber each other's temp file.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # an error (or a kill signal turned exception) leaves the old file, no temp
+        raise
     os.replace(tmp, path)
 
 

@@ -1,4 +1,5 @@
-"""``faceage serve``: a Gradio web app — estimate ages in a photo (upload or webcam), or ask who of two is older.
+"""The Gradio web app of ``faceage serve`` (:mod:`faceage.cli.serve`): estimate ages in a photo (upload or webcam),
+or ask who of two is older.
 
     faceage serve [--model M] [--host 127.0.0.1] [--port 7860] [--max-upload-mb 10]
 
@@ -21,10 +22,8 @@ size (``--cache-mb``, default 200) and file age (``--cache-age``, default 600 s)
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -465,59 +464,3 @@ def launch(demo: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_up
     return demo.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb", show_error=False,
                        ssr_mode=False, prevent_thread_lock=not block, quiet=quiet, theme=_theme(), share=False,
                        inbrowser=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``faceage serve``. Exit status 0 after a clean shutdown, 2 for a bad model or arguments."""
-    p = argparse.ArgumentParser(prog="faceage serve", description="Web app: ages of the faces in a photo; who of two is older.")
-    p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster start, no heatmaps")
-    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
-    p.add_argument("--pair-model", default=None, help="pair model for 'Who is older?' (default: the age model's distributions)")
-    p.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload")
-    p.add_argument("--no-heatmap", action="store_true", help="hide the Grad-CAM option")
-    p.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB, help="most megabytes of uploads kept on disk")
-    p.add_argument("--cache-age", type=float, default=DEFAULT_CACHE_AGE_S, help="seconds an upload is kept on disk")
-    args = p.parse_args(argv)
-    if args.max_upload_mb <= 0:
-        p.error("--max-upload-mb must be > 0")
-    if args.cache_mb <= 0 or args.cache_age <= 0:
-        p.error("--cache-mb and --cache-age must be > 0")
-    try:
-        from faceage.inference.predictor import Predictor
-
-        predictor = Predictor(args.model, engine=args.engine, detector=args.detector)
-        explainer = None
-        if not args.no_heatmap and args.engine == "torch":
-            from faceage.inference.explain import ExplainError, Explainer
-
-            try:
-                explainer = Explainer(predictor)
-            except ExplainError as e:
-                print(f"note: heatmaps off: {e}", file=sys.stderr)
-        comparer = None
-        if args.pair_model:
-            from faceage.inference.compare import FaceComparer
-
-            comparer = FaceComparer(args.pair_model, detector=args.detector)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cache = UploadCache(args.cache_mb, args.cache_age)  # before build_app: Gradio reads its folder when building
-    try:
-        demo = build_app(predictor, explainer, comparer, args.max_upload_mb)
-        launch(demo, args.host, args.port, args.max_upload_mb, cache=cache)
-    except OSError as e:
-        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cache.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceage._io import write_text_atomic
 from faceage.data.images import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _build(paths, static, size: int, folder: Path, key: str, threads: int | None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         meta = folder / f"{key}.json"
-        _atomic_write_text(meta, json.dumps({"format": FORMAT, "n": len(paths), "size": size, "failed": failed}))
+        write_text_atomic(meta, json.dumps({"format": FORMAT, "n": len(paths), "size": size, "failed": failed}))
         os.replace(tmp, folder / f"{key}.npy")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -119,15 +120,3 @@ def _build(paths, static, size: int, folder: Path, key: str, threads: int | None
     log.info("chip cache built: %d faces at %d px in %s", len(paths), size, folder)
     return np.load(folder / f"{key}.npy", mmap_mode="r"), failed
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,4 +1,5 @@
-"""Fitting the age-assurance calibration of a model (``faceage calibrate``) on faces it did not train on.
+"""Fitting the age-assurance calibration of a model on faces it did not train on (``faceage calibrate``,
+:mod:`faceage.cli.calibrate`).
 
 Two things are fitted and stored under ``config["calibration"]`` (the applied side, and the stored form, are in
 :mod:`faceage.inference.calibration`):
@@ -25,10 +26,8 @@ Two things are fitted and stored under ``config["calibration"]`` (the applied si
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -225,7 +224,7 @@ def write_calibration(model_dir: str | Path, calibration: dict[str, Any]) -> Pat
     return path
 
 
-# ------------------------------------------------------------------------------------------------ command
+# ------------------------------------------------------------------------------------------- calibration data
 
 
 def collect(predictor: Any, paths: Sequence[str], true: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -247,107 +246,30 @@ def collect(predictor: Any, paths: Sequence[str], true: Sequence[float]) -> tupl
     return np.stack(dists), np.asarray(ages, dtype=np.float64), np.asarray(kept, dtype=np.float64), problems
 
 
-def _table_lines(cal: dict[str, Any]) -> list[str]:
-    lines = []
-    for key, fit in cal["intervals"].items():
-        t = fit["fitted"]
-        lines.append(f"level {key} (from the raw {fit['base_level']:g} interval): coverage {t['overall']['coverage']:.3f}, "
-                     f"mean width {t['overall']['width']:.1f} years (n={t['overall']['n']}); "
-                     "offsets by predicted band: " + ", ".join(f"{b} {q:+g}" for b, q in fit["offsets"].items()))
-        lines.append("  by true age: " + ", ".join(f"{b} {r['coverage']:.3f}/{r['width']:.1f}y (n={r['n']})" for b, r in t["bands"].items() if r["n"]))
-    from faceage.inference.calibration import policy_text
+def calibration_records(dataset: str, data: str | Path, split_name: str = "val", split_file: str | Path | None = None,
+                        names: str | Path | None = None) -> tuple[list[Any], list[str]]:
+    """The records to calibrate on, and warnings about the selection (for the user).
 
-    for over, policy in cal["verify"].items():
-        lines.append(policy_text(policy, int(over)))
-        for c in policy["challenge"]:
-            lines.append("  " + policy_text(policy, int(over), challenge=float(c)))
-    return lines
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="faceage calibrate", description=(
-        "Fit calibrated age intervals (Mondrian split-conformal CQR) and over-N decision thresholds on labelled faces "
-        "the model did not train on, and store them in the model's config.json."))
-    p.add_argument("model", help="model directory (its config.json is updated)")
-    p.add_argument("--data", required=True, help="dataset folder of aligned face chips")
-    p.add_argument("--dataset", default="utkface", help="dataset reader (default: utkface)")
-    p.add_argument("--split", default=None, help="a split.json saved by training (default: the datamodule's seeded split)")
-    p.add_argument("--split-name", default="val", choices=["val", "test", "train", "all"], help="which split to fit on (default: val)")
-    p.add_argument("--names", default=None, help="a file listing the image names (one a line, relative to --data) to fit on instead of a split")
-    p.add_argument("--level", type=float, nargs="+", default=[DEFAULT_LEVEL], help="interval coverage(s) to fit (default 0.9)")
-    p.add_argument("--base-level", default="auto",
-                   help="level of the raw interval that is conformalized: a number, or auto (default: the narrowest by cross-fitting)")
-    p.add_argument("--over", type=int, nargs="+", default=[18], help="ages N to fit over-N policies for (default 18)")
-    p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR, help="largest share of people aged N-5..N-1 that may pass (default 0.01)")
-    p.add_argument("--challenge", type=float, nargs="*", default=list(DEFAULT_CHALLENGES), help="challenge ages measured beside each policy")
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto", help="auto: onnx when the model has model.onnx")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--describe", default=None, help="what the faces are, stored with the calibration (default: the data, split and count)")
-    p.add_argument("--dry-run", action="store_true", help="fit and print, but do not write config.json")
-    return p
-
-
-def _records(args: argparse.Namespace) -> list[Any]:
+    Args:
+        dataset: reader name (``faceage.data.readers.READERS``).
+        data: dataset folder.
+        split_name: ``val``, ``test``, ``train`` or ``all`` of the datamodule's seeded split (or of ``split_file``).
+        split_file: a ``split.json`` saved by training.
+        names: a file listing the image names (one a line, relative to ``data``) to use instead of a split.
+    """
     from faceage.data.readers import read_dataset
-    from faceage.evaluation.report import select_records
+    from faceage.evaluation.predictions import select_records
 
-    records, report = read_dataset(args.dataset, args.data)
+    warnings: list[str] = []
+    records, report = read_dataset(dataset, data)
     if report.n_skipped or report.dropped:
-        print(f"warning: {report.summary()}", file=sys.stderr)
-    if args.names:
-        wanted = {line.strip() for line in Path(args.names).read_text().splitlines() if line.strip()}
-        root = Path(args.data)
+        warnings.append(report.summary())
+    if names:
+        wanted = {line.strip() for line in Path(names).read_text().splitlines() if line.strip()}
+        root = Path(data)
         chosen = [r for r in records if Path(r.path).name in wanted or str(Path(r.path).relative_to(root)) in wanted]
         missing = len(wanted) - len(chosen)
         if missing > 0:
-            print(f"warning: {args.names}: {missing} listed name(s) not found in {args.data}", file=sys.stderr)
-        return chosen
-    return select_records(records, args.split_name, split_file=args.split)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``faceage calibrate``. Exit status 0 on success, 2 on bad arguments or unusable inputs."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if any(not 0 < v < 1 for v in args.level) or not 0 <= args.max_fpr < 1:
-        parser.error("--level must be in (0, 1) and --max-fpr in [0, 1)")
-    if args.base_level != "auto":
-        try:
-            args.base_level = float(args.base_level)
-        except ValueError:
-            parser.error(f"--base-level must be a number or auto, got {args.base_level!r}")
-        if not 0 < args.base_level < 1:
-            parser.error("--base-level must be in (0, 1)")
-    from faceage.inference.predictor import Predictor
-
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        print(f"error: {model_dir}: not a model directory (no config.json)", file=sys.stderr)
-        return 2
-    engine = args.engine if args.engine != "auto" else ("onnx" if (model_dir / "model.onnx").exists() else "torch")
-    try:
-        records = [r for r in _records(args) if r.age is not None]
-        if not records:
-            raise ValueError(f"{args.data}: no labelled faces selected")
-        predictor = Predictor(model_dir, engine=engine, detect=False, batch_size=args.batch_size, workers=args.workers, calibrated=False)
-        dist, ages, true, problems = collect(predictor, [r.path for r in records], [r.age for r in records])
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
-        config = predictor.config
-        what = f"{args.dataset} {args.data} " + (f"names {args.names}" if args.names else f"{args.split_name} split" + (f" of {args.split}" if args.split else ""))
-        cal = fit_calibration(dist, ages, true, int(config.get("min_age", 0)), int(config.get("max_age", 110)), args.level, args.over,
-                              args.max_fpr, base_level=args.base_level, challenges=args.challenge,
-                              data=f"{args.describe or what} ({len(true)} faces, engine {engine})")
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for line in _table_lines(cal):
-        print(line)
-    if not args.dry_run:
-        print(f"wrote the calibration into {write_calibration(model_dir, cal)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            warnings.append(f"{names}: {missing} listed name(s) not found in {data}")
+        return chosen, warnings
+    return select_records(records, split_name, split_file=split_file), warnings

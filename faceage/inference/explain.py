@@ -8,23 +8,20 @@ backbones have no spatial feature map and are refused with :class:`ExplainError`
     >>> heat = explain("face_chip.jpg", "runs/x/model")        # (H, W) float32 in [0, 1]
     >>> overlay_heatmap(load_image("face_chip.jpg"), heat).save("heat.png")
 
-Command line: ``faceage explain photo.jpg --model M --output heat.png [--no-detect]``.
+Command line: ``faceage explain photo.jpg --model M --output heat.png [--no-detect]`` (:mod:`faceage.cli.explain`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from faceage.data.images import ImageLoadError, load_image
+from faceage.data.images import load_image
 from faceage.inference.preprocess import preprocess_chip
 
 TRANSFORMER_PREFIXES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "pit_", "levit", "convit", "crossvit", "flexivit")
@@ -271,41 +268,3 @@ def tile(images: Sequence[Image.Image], height: int = 256) -> Image.Image:
         out.paste(im, (x, 0))
         x += im.width + 4
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``faceage explain``. Exit status 0 written, 1 no face found, 2 bad arguments / model / image."""
-    p = argparse.ArgumentParser(prog="faceage explain", description="Grad-CAM heatmap of the age output, overlaid on the face(s).")
-    p.add_argument("image", help="photo (or an aligned face chip with --no-detect)")
-    p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
-    p.add_argument("--output", default="heatmap.png", help="PNG to write: the overlaid face chips side by side")
-    p.add_argument("--no-detect", action="store_true", help="treat the image as one aligned face chip")
-    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
-    p.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity")
-    args = p.parse_args(argv)
-    try:
-        from faceage.inference.predictor import Predictor
-
-        predictor = Predictor(args.model, detect=not args.no_detect, detector=args.detector)
-        explainer = Explainer(predictor)
-        faces = explain_faces(args.image, explainer, None if args.no_detect else predictor.detector)
-    except (ExplainError, ImageLoadError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not faces:
-        print(f"error: {args.image}: no face found (try --no-detect for a pre-cropped face)", file=sys.stderr)
-        return 1
-    out = tile([overlay_heatmap(chip, heat, args.alpha) for _, chip, heat in faces])
-    try:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        out.save(args.output)
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    ages = ", ".join(f"{r.age:.1f}" for r in predictor.predict(args.image))
-    print(f"wrote {args.output} ({len(faces)} face{'s' if len(faces) != 1 else ''}; predicted age {ages})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -69,3 +69,31 @@ def quantize_onnx(source: str | Path, target: str | Path, calibration: np.ndarra
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )
     return target
+
+
+def export_model(model: AgeModel, out: str | Path, fmt: str = "onnx", calibration: np.ndarray | None = None) -> Path:
+    """Writes ``model`` as one graph file ``out`` and, when its folder has none, the model's ``config.json`` beside
+    it (atomically: a kill never leaves a half-written config beside the graph); returns ``out``.
+
+    Args:
+        model: the model to export.
+        out: the graph file to write; its folder must exist.
+        fmt: ``onnx`` or ``torchscript``.
+        calibration: ONNX only: faces from :func:`calibration_batch`; given, the graph is static int8
+            (:func:`quantize_onnx` of an fp32 export).
+    """
+    import json
+    import tempfile
+
+    from faceage._io import write_text_atomic
+
+    out = Path(out)
+    if calibration is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out, calibration)
+    else:
+        (export_onnx if fmt == "onnx" else export_torchscript)(model, out)
+    config_target = out.parent / "config.json"
+    if not config_target.exists():
+        write_text_atomic(config_target, json.dumps(model.config, indent=2))
+    return out

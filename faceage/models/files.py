@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from faceage._io import atomic_target
 from faceage.models.config import read_model_config, validate_model_config
 
 CONFIG_NAME = "config.json"
@@ -127,7 +127,7 @@ def save_module(module, config: dict, directory: str | Path, extra: dict | None 
     directory.mkdir(parents=True, exist_ok=True)
     cast = getattr(torch, dtype)
     state = {k: (v.to(cast) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+    with atomic_target(directory / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp))
     meta = {"faceage_version": __version__, **({"weights_dtype": dtype} if dtype != "float32" else {})}
     write_config(directory, {**config, **meta, **(extra or {})})
@@ -137,29 +137,9 @@ def save_module(module, config: dict, directory: str | Path, extra: dict | None 
 def write_config(directory: str | Path, config: dict) -> Path:
     """Writes (atomically) a model directory's ``config.json``."""
     target = Path(directory) / CONFIG_NAME
-    with atomic_path(target) as tmp:
+    with atomic_target(target) as tmp:
         tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return target
-
-
-class atomic_path:  # noqa: N801 - used as a context manager, like open()
-    """``with atomic_path(target) as tmp:`` write ``tmp``; on success it replaces ``target`` (``os.replace``), on an
-    error it is removed and ``target`` is untouched."""
-
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Model cards and the Hugging Face Hub: ``faceage push MODEL_DIR --repo-id USER/NAME [--private]``.
+"""Model cards and the Hugging Face Hub (the library side of ``faceage push MODEL_DIR --repo-id USER/NAME``).
 
 A model directory (:meth:`AgeModel.save_pretrained`: ``config.json`` + ``model.safetensors``, maybe
 ``model.onnx``) gets a ``README.md`` model card with Hub metadata, built from its config (and the text of an
@@ -12,10 +12,8 @@ offline mode, no token, no permission) becomes a one-line :class:`PushError` mes
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -172,6 +170,17 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when it looks like a Hub model id ``USER/NAME``.
+
+    Raises:
+        ValueError: for a malformed id.
+    """
+    if not _REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"repo id must look like USER/NAME, got {repo_id!r}")
+    return repo_id
+
+
 def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, token: str | None = None,
                 commit_message: str = "Upload faceage model", license: str = "mit") -> str:
     """Uploads a model directory (config, weights, ONNX graph if any, model card) to a Hub model repository.
@@ -192,8 +201,7 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, toke
         ValueError: for a malformed ``repo_id``.
         PushError: when the Hub cannot be reached or refuses (one-line message).
     """
-    if not _REPO_ID.fullmatch(repo_id):
-        raise ValueError(f"repo id must look like USER/NAME, got {repo_id!r}")
+    check_repo_id(repo_id)
     directory = Path(model_dir)
     write_model_card(directory, repo_id.split("/")[1], license, repo_id)
     try:
@@ -229,35 +237,3 @@ def load_from_hub(repo_id: str, revision: str | None = None) -> Path:
     except Exception as e:  # noqa: BLE001 - same one-line policy as uploads
         raise PushError(f"cannot download {repo_id} from the Hugging Face Hub: {type(e).__name__}: {_one_line(e)}") from None
     return Path(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``faceage push``. Exit status 0 uploaded (or card written with ``--card-only``), 1 upload failed, 2 bad input."""
-    p = argparse.ArgumentParser(prog="faceage push", description="Write a model card and upload a saved model to the Hugging Face Hub.")
-    p.add_argument("model_dir", help="directory written by save_pretrained (config.json + model.safetensors)")
-    p.add_argument("--repo-id", required=True, help="USER/NAME of the Hub model repository (created if missing)")
-    p.add_argument("--private", action="store_true", help="create the repository private")
-    p.add_argument("--token", default=None, help="Hub token (default: logged-in token or HF_TOKEN)")
-    p.add_argument("--license", default="mit", help="license id for the model card")
-    p.add_argument("--message", default="Upload faceage model", help="commit message")
-    p.add_argument("--card-only", action="store_true", help="only write README.md / MODEL_CARD.md, do not upload")
-    args = p.parse_args(argv)
-    try:
-        if args.card_only:
-            if not _REPO_ID.fullmatch(args.repo_id):
-                raise ValueError(f"repo id must look like USER/NAME, got {args.repo_id!r}")
-            print(f"wrote {write_model_card(args.model_dir, args.repo_id.split('/')[1], args.license, args.repo_id)}")
-            return 0
-        url = push_to_hub(args.model_dir, args.repo_id, args.private, args.token, args.message, args.license)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except PushError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"pushed {args.model_dir} to {url}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,32 +18,17 @@ cluster (``ray start --head`` / ``auto``). Writes to ``--output``:
   for ``faceage fit --config``;
 * ``trials/<trial>/``: each trial's Lightning logs; ``ray/``: Ray Tune's own records.
 
-Search space file (YAML)::
-
-    metric: val/acc            # optional
-    mode: max                  # optional
-    space:
-      model.init_args.optim.lr: {loguniform: [1.0e-4, 1.0e-1]}
-      data.init_args.batch_size: {choice: [16, 32, 64]}
-      model.init_args.model.dropout:          # on or off per trial; off_value is used when off
-        switch: {choice: [true, false]}
-        value: {uniform: [0.1, 0.7]}
-        off_value: 0.0
-
-Distributions: ``loguniform``, ``uniform``, ``randint`` (``[lo, hi)``), ``choice``, ``grid``; a plain value is
-fixed for every trial.
+The search-space file and its distributions: :mod:`faceage.training.search_space`; the command line:
+:mod:`faceage.cli.tune`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
 import re
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,104 +36,11 @@ from typing import Any
 import lightning as L
 import yaml
 
+from faceage.training.search_space import SWITCH_SUFFIX, SearchSpace, load_search_space, resolve_params, to_ray_space
+
 DEFAULT_MONITOR = ("val/mae", "min")
-DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
-SWITCH_SUFFIX, VALUE_SUFFIX = ":on", ":value"
 REPORT_CALLBACK = "ray.tune.integration.pytorch_lightning.TuneReportCheckpointCallback"
 FIT_SECTIONS = ("trainer", "model", "data", "seed_everything", "optimizer", "lr_scheduler", "ckpt_path", "weights", "lr_find")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Search space
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchSpace:
-    """A parsed search-space file: dotted config key -> distribution spec, and the optional metric/mode."""
-
-    params: dict[str, Any]
-    metric: str | None = None
-    mode: str | None = None
-
-
-def _check_spec(key: str, spec: Any) -> None:
-    if not isinstance(spec, dict):
-        return  # a fixed value
-    if "switch" in spec:
-        unknown = set(spec) - {"switch", "value", "off_value"}
-        if unknown or "value" not in spec:
-            raise ValueError(f"search space {key}: a switch needs 'switch' and 'value' (and optionally 'off_value'), got {sorted(map(str, spec))}")
-        _check_spec(key, spec["switch"])
-        _check_spec(key, spec["value"])
-        return
-    kinds = [k for k in spec if k in DISTRIBUTIONS]
-    if len(kinds) != 1 or len(spec) != 1:
-        raise ValueError(f"search space {key}: expected one of {', '.join(DISTRIBUTIONS)} (or a switch), got {spec}")
-    args = spec[kinds[0]]
-    if not isinstance(args, list) or not args:
-        raise ValueError(f"search space {key}: {kinds[0]} needs a non-empty list, got {args!r}")
-    if kinds[0] in ("loguniform", "uniform", "randint") and (len(args) != 2 or not args[0] < args[1]):
-        raise ValueError(f"search space {key}: {kinds[0]} needs [low, high] with low < high, got {args}")
-    if kinds[0] == "loguniform" and args[0] <= 0:
-        raise ValueError(f"search space {key}: loguniform bounds must be > 0, got {args}")
-
-
-def load_search_space(path: str | os.PathLike) -> SearchSpace:
-    """Reads a search-space YAML (see the module docstring).
-
-    Raises:
-        ValueError: for an unknown distribution or malformed bounds, naming the key.
-    """
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("space"), dict) or not data["space"]:
-        raise ValueError(f"{path}: expected a mapping with a non-empty 'space' of dotted config keys")
-    for key, spec in data["space"].items():
-        _check_spec(key, spec)
-    mode = data.get("mode")
-    if mode not in (None, "min", "max"):
-        raise ValueError(f"{path}: mode must be min or max, got {mode!r}")
-    return SearchSpace(dict(data["space"]), data.get("metric"), mode)
-
-
-def _domain(spec: Any):
-    from ray import tune
-
-    if not isinstance(spec, dict):
-        return spec
-    (kind, args), = spec.items()
-    if kind == "loguniform":
-        return tune.loguniform(float(args[0]), float(args[1]))
-    if kind == "uniform":
-        return tune.uniform(float(args[0]), float(args[1]))
-    if kind == "randint":
-        return tune.randint(int(args[0]), int(args[1]))
-    if kind == "choice":
-        return tune.choice(list(args))
-    return tune.grid_search(list(args))
-
-
-def to_ray_space(params: dict[str, Any]) -> dict[str, Any]:
-    """Ray Tune ``param_space``: one entry per key; a switch becomes ``KEY:on`` and ``KEY:value``."""
-    space: dict[str, Any] = {}
-    for key, spec in params.items():
-        if isinstance(spec, dict) and "switch" in spec:
-            space[key + SWITCH_SUFFIX] = _domain(spec["switch"])
-            space[key + VALUE_SUFFIX] = _domain(spec["value"])
-        else:
-            space[key] = _domain(spec)
-    return space
-
-
-def resolve_params(sampled: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's sampled values -> dotted config key -> value (a switched-off key takes its ``off_value``)."""
-    out: dict[str, Any] = {}
-    for key, spec in params.items():
-        if isinstance(spec, dict) and "switch" in spec:
-            out[key] = sampled[key + VALUE_SUFFIX] if sampled[key + SWITCH_SUFFIX] else spec.get("off_value", 0.0)
-        else:
-            out[key] = sampled[key]
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,7 +160,7 @@ def run_trial(sampled: dict[str, Any], context: dict) -> None:
     """Ray trainable: one ``faceage fit`` with the sampled values (Ray reports through the callback)."""
     from ray import tune
 
-    from faceage.training.cli import run_cli
+    from faceage.training.lightning_cli import run_cli
 
     os.chdir(context["cwd"])  # Ray starts trials in their own folder; config paths are relative to ours
     values = resolve_params(sampled, context["params"])
@@ -344,10 +236,6 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _cell(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
-
-
 def write_results(path: Path, rows: list[TrialRow], metric: str, params: dict[str, Any]) -> None:
     """``results.csv``: rank, trial, metric, epochs, seconds, each resolved value (and switch state), other metrics."""
     switches = [k for k, s in params.items() if isinstance(s, dict) and "switch" in s]
@@ -359,37 +247,29 @@ def write_results(path: Path, rows: list[TrialRow], metric: str, params: dict[st
         for rank, r in enumerate(rows, 1):
             writer.writerow(
                 [rank, r.trial, "" if math.isnan(r.score) else f"{r.score:.6g}", r.epochs, f"{r.seconds:.1f}",
-                 *(_cell(r.values.get(k)) for k in params), *(_cell(r.sampled.get(k + SWITCH_SUFFIX)) for k in switches),
+                 *(cell(r.values.get(k)) for k in params), *(cell(r.sampled.get(k + SWITCH_SUFFIX)) for k in switches),
                  *(f"{r.metrics[k]:.6g}" if k in r.metrics else "" for k in other), r.model, r.error]
             )
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Command line
+# Runner
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="faceage tune",
-        description="Hyper-parameter search with Ray Tune (ASHA). Unknown --key value arguments go to every trial's fit.",
-        allow_abbrev=False,
-    )
-    p.add_argument("--config", required=True, help="faceage fit config (YAML) the trials start from")
-    p.add_argument("--search", required=True, help="search space YAML (e.g. configs/search/pairs.yaml)")
-    p.add_argument("--num-samples", type=int, default=10, help="trials to sample")
-    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (ASHA's max_t); default the config's")
-    p.add_argument("--grace-period", type=int, default=1, help="epochs every trial runs before ASHA may stop it")
-    p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor")
-    p.add_argument("--metric", default=None, help="metric to optimise (default: from the model class)")
-    p.add_argument("--mode", choices=["min", "max"], default=None)
-    p.add_argument("--address", default=None, help="Ray cluster to join (e.g. auto or HOST:6379); default: a local Ray")
-    p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random search")
-    p.add_argument("--output", default="runs/tune", help="folder for results.csv, best_config.yaml and the trials")
-    return p
+@dataclass
+class TunePlan:
+    """What a search runs: the base fit config with the extra fit arguments, the space, the metric and the epochs."""
+
+    config: str
+    search: str
+    base: dict
+    extra: list[str]
+    overrides: list[tuple[str, Any]]
+    space: SearchSpace
+    metric: str
+    mode: str
+    max_epochs: int
 
 
 def _config_max_epochs(config: dict) -> int:
@@ -397,82 +277,88 @@ def _config_max_epochs(config: dict) -> int:
     return int(trainer.get("max_epochs") or 20)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 when at least one trial reported the metric, 1 when none did, 2 for bad arguments."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    try:
-        overrides = parse_overrides(extra)
-        base = yaml.safe_load(Path(args.config).read_text()) or {}
-        space = load_search_space(args.search)
-        metric, mode = infer_monitor(best_config(base, overrides, {}))
-    except (OSError, ValueError, yaml.YAMLError, ImportError, AttributeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    metric = args.metric or space.metric or metric
-    mode = args.mode or space.mode or mode
-    if args.num_samples < 1:
-        parser.error("--num-samples must be >= 1")
-    output = Path(args.output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
-    max_epochs = args.max_epochs or _config_max_epochs(best_config(base, overrides, {}))
+def plan_tune(config: str, search: str, extra: list[str], metric: str | None = None, mode: str | None = None,
+              max_epochs: int | None = None) -> TunePlan:
+    """Reads the base config and the search space; the metric and mode come from ``metric``/``mode``, else the search
+    file, else the model class (:func:`infer_monitor`); the epochs from ``max_epochs``, else the config's (20).
 
+    Raises:
+        OSError, ValueError, yaml.YAMLError: for an unreadable or malformed config, search file or fit argument.
+        ImportError, AttributeError: for a model class that cannot be imported.
+    """
+    overrides = parse_overrides(extra)
+    base = yaml.safe_load(Path(config).read_text()) or {}
+    space = load_search_space(search)
+    model_metric, model_mode = infer_monitor(best_config(base, overrides, {}))
+    return TunePlan(config, search, base, list(extra), overrides, space, metric or space.metric or model_metric,
+                    mode or space.mode or model_mode, max_epochs or _config_max_epochs(best_config(base, overrides, {})))
+
+
+def run_tune(plan: TunePlan, output: str | Path, num_samples: int = 10, grace_period: int = 1,
+             reduction_factor: float = 3.0, address: str | None = None, cpus: int = 2, cpus_per_trial: float = 1.0,
+             gpus_per_trial: float = 0.0, seed: int = 0) -> list[TrialRow]:
+    """Runs the search (a local Ray of ``cpus``, or the cluster at ``address``) and writes ``OUTPUT/results.csv``.
+
+    Returns:
+        The trials, best first (a trial that reported no metric last, with its ``error``).
+    """
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
+    output = Path(output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
     started = False
     if not ray.is_initialized():
-        if args.address:
-            ray.init(address=args.address)
+        if address:
+            ray.init(address=address)
         else:
-            ray.init(num_cpus=args.cpus, include_dashboard=False)
+            ray.init(num_cpus=cpus, include_dashboard=False)
         started = True
     context = {
-        "config": str(Path(args.config).resolve()),
-        "extra": list(extra),
-        "max_epochs": max_epochs,
-        "params": space.params,
+        "config": str(Path(plan.config).resolve()),
+        "extra": list(plan.extra),
+        "max_epochs": plan.max_epochs,
+        "params": plan.space.params,
         "output": str(output),
         "cwd": os.getcwd(),
         "callback": _report_callback_class(),
     }
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     # max_t one past the last epoch: ASHA stops losing trials at its rungs, the others finish their fit normally
     # (and export their best model) instead of being stopped inside their last report
-    scheduler = ASHAScheduler(max_t=max_epochs + 1, grace_period=min(args.grace_period, max_epochs), reduction_factor=args.reduction_factor)
+    scheduler = ASHAScheduler(max_t=plan.max_epochs + 1, grace_period=min(grace_period, plan.max_epochs), reduction_factor=reduction_factor)
     tuner = tune.Tuner(
         trainable,
-        param_space=to_ray_space(space.params),
+        param_space=to_ray_space(plan.space.params),
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, scheduler=scheduler, num_samples=args.num_samples,
-            search_alg=BasicVariantGenerator(random_state=args.seed),
+            metric=plan.metric, mode=plan.mode, scheduler=scheduler, num_samples=num_samples,
+            search_alg=BasicVariantGenerator(random_state=seed),
         ),
         run_config=tune.RunConfig(name="ray", storage_path=str(output), verbose=1),
     )
-    print(f"tuning {metric} ({mode}) over {', '.join(space.params)}: {args.num_samples} trials, up to {max_epochs} epochs each")
-    start = time.time()
     try:
         result_grid = tuner.fit()
     finally:
         if started:
             ray.shutdown()
-    rows = _trial_rows(result_grid, metric, mode, space.params, output)
-    write_results(output / "results.csv", rows, metric, space.params)
-    print(f"{len(rows)} trials in {time.time() - start:.0f} s; results: {output / 'results.csv'}")
-    for r in rows:
-        if r.error:
-            print(f"warning: trial {r.trial}: {r.error}", file=sys.stderr)
-    best = rows[0] if rows and not math.isnan(rows[0].score) else None
-    if best is None:
-        print(f"error: no trial reported {metric}", file=sys.stderr)
-        return 1
-    header = f"# faceage tune: best of {len(rows)} trials by {metric} ({mode}) = {best.score:.6g}, trial {best.trial}\n"
-    header += f"# search space: {args.search}; base config: {args.config}\n"
-    (output / "best_config.yaml").write_text(header + yaml.safe_dump(best_config(base, overrides, best.values), sort_keys=False))
-    print(f"best {metric} = {best.score:.6g} ({best.trial}): " + ", ".join(f"{k}={_cell(v)}" for k, v in best.values.items()))
-    if best.model:
-        print(f"best trial's model: {best.model}")
-    print(f"best config: {output / 'best_config.yaml'}")
-    return 0
+    rows = _trial_rows(result_grid, plan.metric, plan.mode, plan.space.params, output)
+    write_results(output / "results.csv", rows, plan.metric, plan.space.params)
+    return rows
+
+
+def write_best_config(plan: TunePlan, best: TrialRow, n_trials: int, path: str | Path) -> Path:
+    """``best_config.yaml``: the base config with the extra arguments and the best trial's values, ready for
+    ``faceage fit --config``, under a header naming the search (written atomically)."""
+    from faceage._io import write_text_atomic
+
+    header = f"# faceage tune: best of {n_trials} trials by {plan.metric} ({plan.mode}) = {best.score:.6g}, trial {best.trial}\n"
+    header += f"# search space: {plan.search}; base config: {plan.config}\n"
+    write_text_atomic(path, header + yaml.safe_dump(best_config(plan.base, plan.overrides, best.values), sort_keys=False))
+    return Path(path)
+
+
+def cell(value: Any) -> str:
+    """A sampled value as text (JSON for lists, dicts, booleans and ``None``), as in ``results.csv``."""
+    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)

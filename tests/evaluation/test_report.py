@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceage.cli.report import main as report_main
 from faceage.evaluation import report as rep
 from faceage.evaluation import sensitivity as sens
 
@@ -104,16 +105,16 @@ def test_html_is_self_contained_and_markdown(run_dir, tmp_path):
 
 
 def test_cli_run_dir(run_dir, capsys):
-    assert rep.main([str(run_dir), "--n-boot", "50"]) == 0
+    assert report_main([str(run_dir), "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
     assert "flagged" in out and (run_dir / "report" / "report.html").exists()
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert rep.main([str(tmp_path)]) == 2
+    assert report_main([str(tmp_path)]) == 2
     assert "no test/test_predictions.csv" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        rep.main([])
+        report_main([])
 
 
 # ------------------------------------------------------------------------------------------- sensitivity
@@ -169,7 +170,7 @@ def test_cli_model_mode_with_sensitivity(tiny_model_dir, tmp_path, capsys):
     data.mkdir()
     _faces(data, n=6)
     out = tmp_path / "rep"
-    code = rep.main(["--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--output", str(out),
+    code = report_main(["--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--output", str(out),
                      "--n-boot", "20", "--sensitivity", "--workers", "1", "--progress"])
     assert code == 0
     page = (out / "report.html").read_text()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.cli import predict_main
+from faceage.cli.predict import main as predict_main
 from faceage.inference.distributed import decode_result, encode_result
 from faceage.inference.predictor import FaceResult, FileResult
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from faceage.cli.explain import main as explain_main
 from faceage.inference import explain as ex
 from faceage.models.age_model import AgeModel
 
@@ -101,13 +102,13 @@ def test_cli(tiny_model_dir, tmp_path, capsys):
     chip = tmp_path / "chip.png"
     Image.fromarray(_noise(5)).save(chip)
     out = tmp_path / "heat.png"
-    assert ex.main([str(chip), "--model", str(tiny_model_dir), "--output", str(out), "--no-detect"]) == 0
+    assert explain_main([str(chip), "--model", str(tiny_model_dir), "--output", str(out), "--no-detect"]) == 0
     assert Image.open(out).size[1] == 256 and "1 face" in capsys.readouterr().out
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    assert ex.main([str(bad), "--model", str(tiny_model_dir), "--no-detect", "--output", str(out)]) == 2
+    assert explain_main([str(bad), "--model", str(tiny_model_dir), "--no-detect", "--output", str(out)]) == 2
     assert "not an image" in capsys.readouterr().err
     blank = tmp_path / "blank.png"
     Image.new("RGB", (120, 120), (128, 128, 128)).save(blank)
-    assert ex.main([str(blank), "--model", str(tiny_model_dir), "--output", str(out)]) == 1
+    assert explain_main([str(blank), "--model", str(tiny_model_dir), "--output", str(out)]) == 1
     assert "no face found" in capsys.readouterr().err

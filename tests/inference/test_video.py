@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.cli import predict_main
+from faceage.cli.predict import main as predict_main
 from faceage.data.video import VideoLoadError, is_video_file, read_frames
 from faceage.inference.predictor import expand_inputs
 from faceage.inference.video import IoUTracker, iou, summarise_track

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
+from faceage._io import atomic_target
 from faceage.models.age_model import AgeModel, load_model
 from faceage.models.config import AgeModelConfig, ModelConfigError
 from faceage.models.ensemble import AgeEnsemble
 from faceage.models.files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    atomic_path,
     load_any,
     model_kind,
     model_state,
@@ -79,7 +79,7 @@ def test_writes_are_atomic(tmp_path):
     target = tmp_path / CONFIG_NAME
     write_config(tmp_path, {"a": 1})
     with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
+        with atomic_target(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"a": 1}

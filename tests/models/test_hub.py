@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from faceage.cli.push import main as push_main
 from faceage.models import hub
 from faceage.models.age_model import AgeModel
 
@@ -50,18 +51,18 @@ def test_existing_cards_are_respected(model_dir):
 def test_not_a_model_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
         hub.write_model_card(tmp_path)
-    assert hub.main([str(tmp_path), "--repo-id", "me/x"]) == 2
+    assert push_main([str(tmp_path), "--repo-id", "me/x"]) == 2
 
 
 def test_bad_repo_id(model_dir, capsys):
     _, directory = model_dir
-    assert hub.main([str(directory), "--repo-id", "no-slash"]) == 2
+    assert push_main([str(directory), "--repo-id", "no-slash"]) == 2
     assert "USER/NAME" in capsys.readouterr().err
 
 
 def test_card_only(model_dir, capsys):
     _, directory = model_dir
-    assert hub.main([str(directory), "--repo-id", "me/tiny-age", "--card-only"]) == 0
+    assert push_main([str(directory), "--repo-id", "me/tiny-age", "--card-only"]) == 0
     assert 'load_from_hub("me/tiny-age")' in (directory / "README.md").read_text()
 
 

@@ -37,14 +37,14 @@ RAW = {
 
 @pytest.mark.parametrize("case", list(RAW))
 def test_long_errors_become_one_line(case):
-    from faceage.training.cli import _one_line
+    from faceage.training.lightning_cli import _one_line
 
     message, key, expected = RAW[case]
     assert _one_line(message, key).startswith(expected)
 
 
 def test_image_size_bound_is_named(tmp_path):
-    from faceage.training.cli import ConfigError, FaceAgeCLI
+    from faceage.training.lightning_cli import ConfigError, FaceAgeCLI
 
     cli = FaceAgeCLI.__new__(FaceAgeCLI)  # only the check, without parsing
     cli.subcommand, cli.config = None, {"model": {"init_args": {"backbone": {"image_size": -64}}}, "data": {"init_args": {"batch_size": 8}}}

@@ -11,7 +11,7 @@ CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").gl
 def test_recipe_parses_and_builds(config, tmp_path):
     from lightning.pytorch.cli import LightningCLI  # noqa: F401  (import cost paid once here)
 
-    from faceage.training.cli import FaceAgeCLI
+    from faceage.training.lightning_cli import FaceAgeCLI
     import lightning as L
 
     args = ["--config", str(config), "--trainer.default_root_dir", str(tmp_path)]

@@ -13,14 +13,8 @@ import yaml
 
 from faceage.cli import main
 from faceage.models.pairs import load_pair_model
-from faceage.training.tune import (
-    infer_monitor,
-    load_search_space,
-    parse_overrides,
-    resolve_params,
-    set_dotted,
-    to_ray_space,
-)
+from faceage.training.search_space import load_search_space, resolve_params, to_ray_space
+from faceage.training.tune import infer_monitor, parse_overrides, set_dotted
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY_PAIRS = [

@@ -91,10 +91,22 @@ def _allowed(keys: list[str], name: str) -> str:
 
 class FaceAgeCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
+        """Parses the arguments (a bad one: one-line :class:`ConfigError`), then merges a ``--ckpt_path``
+        checkpoint's hyper-parameters into the config (:meth:`_merge_checkpoint_hparams`).
+
+        LightningCLI would merge them itself right after this hook, as untyped ``dict_kwargs`` and with its own
+        ``torch.load``; so the checkpoint path is held back from the config until :meth:`before_instantiate_classes`
+        puts it back (the trainer then gets it unchanged, and the saved config shows it).
+        """
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
             raise ConfigError(_one_line(str(e))) from None
+        self._held_ckpt_path = None
+        if self.config.get("subcommand"):
+            self._merge_checkpoint_hparams()  # may replace self.config
+            sub = self.config[self.config.subcommand]
+            self._held_ckpt_path, sub["ckpt_path"] = sub.get("ckpt_path"), None
 
     def add_arguments_to_parser(self, parser) -> None:
         # AgeModule/AgeDataModule by default; a config may name another ``class_path`` (e.g. the pair models)
@@ -105,15 +117,12 @@ class FaceAgeCLI(LightningCLI):
                             help=f"allow unpickling --ckpt_path checkpoints (runs code from the file; only for files you trust; "
                                  f"or {TRUST_PICKLE_ENV}=1). Without it, --weights_only false is ignored")
 
-    def _parse_ckpt_path(self) -> None:
+    def _merge_checkpoint_hparams(self) -> None:
         """Merges a ``--ckpt_path`` checkpoint's hyper-parameters into the config, as ``init_args`` of its module class.
 
-        Overrides LightningCLI's version, which passes them as untyped ``dict_kwargs`` unless the module was built by
-        LightningCLI itself; faceage modules store plain dicts (weights_only-safe), which must be validated back into
-        their dataclasses, and the class (age or pair module) is read from the checkpoint.
+        faceage modules store plain dicts (weights_only-safe), which must be validated back into their dataclasses,
+        and the class (age or pair module) is read from the checkpoint; the file is read without unpickling.
         """
-        if not self.config.get("subcommand"):
-            return
         sub = self.config[self.config.subcommand]
         if sub.get("trust_pickle"):
             warnings.warn("--trust_pickle: checkpoints may be unpickled, which runs any code they hold", stacklevel=2)
@@ -154,7 +163,10 @@ class FaceAgeCLI(LightningCLI):
             print(f"weights loaded from {weights}")
 
     def before_instantiate_classes(self) -> None:
-        """Bounds the values whose violation would otherwise surface as a ZeroDivisionError or a torch traceback."""
+        """Puts the held-back ``--ckpt_path`` into the config again (see :meth:`parse_arguments`); bounds the values
+        whose violation would otherwise surface as a ZeroDivisionError or a torch traceback."""
+        if self.subcommand and getattr(self, "_held_ckpt_path", None) is not None:
+            self.config[self.subcommand]["ckpt_path"] = self._held_ckpt_path
         config = self._config()
         data = (config.get("data") or {}).get("init_args") or {}
         for key, low in (("batch_size", 1), ("num_workers", 0)):

@@ -1,0 +1,48 @@
+"""``faceage ensemble``: average several trained age models into one model directory, plus its ONNX graph."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from faceage.cli._common import export_graph, load_or_report
+
+
+def main(argv: list[str]) -> int:
+    """``faceage ensemble MODEL MODEL [...] --output DIR``: saves the ensemble and its ONNX graph."""
+    p = argparse.ArgumentParser(prog="faceage ensemble", description="Average several trained age models into one model directory (+ model.onnx).")
+    p.add_argument("models", nargs="+", help="two or more model dirs / checkpoints with the same input config")
+    p.add_argument("--output", required=True, help="directory for model.safetensors, config.json and model.onnx")
+    p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep",
+                   help="flip test-time augmentation of the ensemble")
+    p.add_argument("--round-ages", choices=["keep", "on", "off"], default="keep",
+                   help="report whole-year ages (keep: the first member's setting)")
+    p.add_argument("--no-onnx", action="store_true", help="skip writing model.onnx")
+    p.add_argument("--float16", action="store_true",
+                   help="store the weights as float16 (half the size; computed in float32)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="write model.onnx as a static int8 graph (needs --calibration)")
+    p.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
+                   help="aligned face chips for int8 calibration")
+    args = p.parse_args(argv)
+    if args.quantize and (args.no_onnx or not args.calibration):
+        p.error("--quantize int8 writes model.onnx and needs --calibration with face images like the model's inputs")
+    from faceage.models.age_model import load_model
+    from faceage.models.ensemble import build_ensemble
+
+    try:
+        flip = None if args.tta_flip == "keep" else args.tta_flip == "on"
+        rounding = None if args.round_ages == "keep" else args.round_ages == "on"
+        ensemble = build_ensemble(args.models, tta_flip=flip, round_ages=rounding)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = ensemble.save_pretrained(args.output, extra={"members_from": [str(m) for m in args.models]}, dtype="float16" if args.float16 else "float32")
+    print(f"wrote {out} ({len(ensemble.members)} members; outputs {', '.join(ensemble.output_names)})")
+    if args.no_onnx:
+        return 0
+    saved = load_or_report(load_model, str(out))  # the saved weights (float16 with --float16) are what gets exported
+    if saved is None:
+        return 2
+    return export_graph(saved, Path(out) / "model.onnx", "onnx", args.calibration if args.quantize else None)

@@ -1,0 +1,43 @@
+"""``faceage prepare``: detect and align the faces of a photo folder once; cache the aligned chips for training."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="faceage prepare", description="Detect and align faces once; cache the aligned chips.")
+    p.add_argument("root", help="folder of raw photos")
+    p.add_argument("output", help="folder for aligned chips (file names kept, so labels in names still parse)")
+    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--chip-size", type=int, default=200)
+    p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
+    p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    from faceage.data.prepare import prepare_images
+    from faceage.inference.detect import UTKFACE_PADDING
+    from faceage.inference.predictor import expand_inputs
+    from faceage.inference.progress import progress_bar, progress_wanted
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first image: the cached chips count as done already
+            bar = progress_bar(total, "image", progress_wanted(args.progress, args.quiet), "prepare")
+        bar.update(done - bar.n)
+
+    try:
+        report = prepare_images(
+            expand_inputs([args.root]), args.output, detector=args.detector, chip_size=args.chip_size,
+            padding=UTKFACE_PADDING if args.padding is None else args.padding, workers=args.workers, largest=args.largest,
+            root=args.root, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(report.summary())
+    return 0
