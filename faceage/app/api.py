@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PIL import Image, ImageDraw
+
+from faceage.app.handlers import compare_result, over_check
+from faceage.app.uploads import UploadError, check_upload
 
 API_NAMES = ("predict", "verify", "compare")
 
@@ -39,7 +41,6 @@ def face_json(face: Any, level: float = 0.9) -> dict[str, Any]:
 
 def predict_json(predictor: Any, image: Any) -> dict[str, Any]:
     """``/predict``: every face of the photo (box, age, interval, gender, race). Raises ``UploadError``."""
-    from faceage.app.server import check_upload
 
     level = float(getattr(predictor, "level", 0.9))
     faces = predictor.predict(check_upload(image))
@@ -50,7 +51,6 @@ def predict_json(predictor: Any, image: Any) -> dict[str, Any]:
 def verify_json(predictor: Any, image: Any, over: int = 18) -> dict[str, Any]:
     """``/verify``: each face's over-``over`` decision (``pass``/``refer``), ``P(age >= over)`` and the policy line
     (the model's fitted policy, else challenge age 25, as in the app's "Over 18?" check). Raises ``UploadError``."""
-    from faceage.app.server import UploadError, check_upload, over_check
 
     over = int(over)
     level = float(getattr(predictor, "level", 0.9))
@@ -67,33 +67,14 @@ def verify_json(predictor: Any, image: Any, over: int = 18) -> dict[str, Any]:
 
 def compare_json(predictor: Any, left: Any, right: Any, comparer: Any = None) -> dict[str, Any]:
     """``/compare``: P(the left photo's largest face is older) and both ages, as the "Who is older?" tab computes
-    them (:func:`faceage.app.server.compare_photos`). Raises ``UploadError``."""
-    from faceage.app.server import compare_result
-
+    them (:func:`faceage.app.handlers.compare_photos`). Raises ``UploadError``."""
     return compare_result(predictor, left, right, comparer)
-
-
-def number_image(image: Image.Image, number: int) -> Image.Image:
-    """A copy of ``image`` with ``number`` in a red box in its top-left corner (the face number on each heatmap)."""
-    from faceage.inference.annotate import _font
-
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
-    font = _font(max(12, out.width // 8))
-    text = str(number)
-    tb = draw.textbbox((0, 0), text, font=font)
-    pad = max(2, out.width // 100)
-    draw.rectangle((0, 0, tb[2] - tb[0] + 2 * pad - 1, tb[3] - tb[1] + 2 * pad - 1), fill=(255, 40, 40))
-    draw.text((pad - tb[0], pad - tb[1]), text, fill=(255, 255, 255), font=font)
-    return out
 
 
 def add_api(gr: Any, predictor: Any, comparer: Any = None, image_input: Any = None, concurrency_id: str | None = None) -> None:
     """Adds the ``/predict``, ``/verify`` and ``/compare`` endpoints to the ``gr.Blocks`` being built (call inside
     its ``with`` block). Their components are hidden: the UI is unchanged. ``image_input(label, elem_id)`` makes the
     upload components (default ``gr.Image(type="pil")``)."""
-    from faceage.app.server import UploadError
-
     def run(fn, *args):
         try:
             return fn(*args)

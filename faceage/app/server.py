@@ -12,182 +12,31 @@ For programs: the named API endpoints ``/predict``, ``/verify`` and ``/compare``
 (:mod:`faceage.app.api`); faces are numbered (#1, #2, ...) on the annotated image and the heatmaps as in the table.
 
 Safety: the handlers only ever see decoded image data (``gr.Image(type="pil")``), never a path from the user;
-uploads are capped in bytes (Gradio's ``max_file_size``) and pixels, formats outside :data:`ACCEPTED_FORMATS`
+uploads are capped in bytes (Gradio's ``max_file_size``) and pixels, formats outside :data:`faceage.app.uploads.ACCEPTED_FORMATS`
 are refused, and every problem (bad file, no face, too large) becomes a short message, never a traceback.
 
 Upload cache: Gradio stores every file posted to its upload endpoint (even when no prediction runs) in its cache
-folder. ``faceage serve`` gives it a private folder (:class:`UploadCache`, via ``GRADIO_TEMP_DIR``) bounded in total
+folder. ``faceage serve`` gives it a private folder (:class:`faceage.app.uploads.UploadCache`, via ``GRADIO_TEMP_DIR``) bounded in total
 size (``--cache-mb``, default 200) and file age (``--cache-age``, default 600 s), and deletes it on exit.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 
-from faceage.data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image
-from faceage.inference.predictor import format_age
-from faceage.models.pair_scores import p_older, p_older_method
+from faceage.app.handlers import analyse_photo, compare_photos
+from faceage.app.uploads import ACCEPTED_TEXT, BAD_FILE, NO_FACE, BadUpload, UploadCache, UploadError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 10
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # PIL format names (MPO: phone JPEGs)
-ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
-BAD_FILE = f"This file is not a usable image. Please upload a photo in {ACCEPTED_TEXT} format."
-NO_IMAGE = "Please upload a photo (or take one with the webcam) first."
-NO_FACE = "No face found in this photo. Try a larger, frontal, well-lit face (or a tighter crop)."
 CONCURRENCY_ID = "model"  # every event shares one queue slot: the model runs one request at a time
 DISCLAIMER = ("Estimates are statistical guesses (typically several years off, more for children and the elderly) "
               "and differ in accuracy between groups; do not use them to make decisions about people. "
               "Uploaded photos are processed in memory for this request only.")
-
-
-DEFAULT_CACHE_MB = 200
-DEFAULT_CACHE_AGE_S = 600
-
-
-class UploadCache:
-    """A private Gradio upload folder bounded in total size and file age, removed by :meth:`close`.
-
-    Gradio's ``delete_cache`` (set by :func:`launch`) deletes files by age only; nothing in Gradio bounds the total
-    size, so a thread here prunes every ``interval`` seconds: files older than ``max_age_s`` go, then the oldest
-    until the folder holds at most ``max_mb`` (between two passes it can exceed that by what arrives meanwhile).
-
-    Creating it points ``GRADIO_TEMP_DIR`` at the folder (the Blocks and the server read it when they are built);
-    :meth:`close` restores the previous value.
-    """
-
-    def __init__(self, max_mb: float = DEFAULT_CACHE_MB, max_age_s: float = DEFAULT_CACHE_AGE_S, parent: str | None = None,
-                 interval: float = 1.0) -> None:
-        if max_mb <= 0 or max_age_s <= 0:
-            raise ValueError(f"upload cache limits must be > 0, got {max_mb} MB and {max_age_s} s")
-        self.max_bytes, self.max_age_s, self.interval = int(max_mb * 2**20), float(max_age_s), interval
-        self.dir = Path(tempfile.mkdtemp(prefix="faceage-uploads-", dir=parent))
-        self._previous = os.environ.get("GRADIO_TEMP_DIR")
-        os.environ["GRADIO_TEMP_DIR"] = str(self.dir)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def files(self) -> list[Path]:
-        return [p for p in self.dir.rglob("*") if p.is_file()]
-
-    def size(self) -> int:
-        return sum(_file_size(p) for p in self.files())
-
-    def prune(self) -> int:
-        """One pass; returns how many files it deleted."""
-        now, entries = time.time(), []
-        for path in self.files():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            entries.append((st.st_mtime, st.st_size, path))
-        entries.sort()  # oldest first
-        total, deleted, emptied = sum(e[1] for e in entries), 0, set()
-        for mtime, size, path in entries:
-            if now - mtime <= self.max_age_s and total <= self.max_bytes:
-                break
-            try:
-                path.unlink()
-                emptied.add(path.parent)
-                deleted += 1
-                total -= size
-            except OSError:
-                pass
-        for folder in sorted((p for p in self.dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            try:
-                # Gradio makes one folder per upload, then moves the file in: leave just-made (empty) ones alone
-                if folder in emptied or now - folder.stat().st_mtime > 5:
-                    folder.rmdir()  # only succeeds when empty
-            except OSError:
-                pass
-        return deleted
-
-    def start(self) -> UploadCache:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="faceage-upload-cache", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.prune()
-
-    def close(self) -> None:
-        """Stops pruning, deletes the folder and everything in it, restores ``GRADIO_TEMP_DIR``."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if os.environ.get("GRADIO_TEMP_DIR") == str(self.dir):
-            if self._previous is None:
-                os.environ.pop("GRADIO_TEMP_DIR", None)
-            else:
-                os.environ["GRADIO_TEMP_DIR"] = self._previous
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-class UploadError(Exception):
-    """A user-facing problem with an upload; ``str()`` is the message shown."""
-
-
-class BadUpload:
-    """Stands in for an upload Gradio could not decode, so the handler can answer with a message."""
-
-    def __init__(self, message: str = BAD_FILE) -> None:
-        self.message = message
-
-
-# --------------------------------------------------------------------------------------------- validation
-
-
-def check_upload(image: Image.Image | np.ndarray | None) -> Image.Image:
-    """Validates an uploaded, decoded image and returns it as upright 8-bit RGB.
-
-    Args:
-        image: what ``gr.Image(type="pil")`` passed (``None`` when nothing was uploaded).
-
-    Returns:
-        RGB PIL image.
-
-    Raises:
-        UploadError: nothing uploaded, a format outside :data:`ACCEPTED_FORMATS`, too many pixels, or an image
-            :func:`faceage.data.images.load_image` rejects (corrupt, truncated, too small).
-    """
-    if image is None:
-        raise UploadError(NO_IMAGE)
-    if isinstance(image, BadUpload):
-        raise UploadError(image.message)
-    if isinstance(image, Image.Image):
-        fmt = getattr(image, "format", None)
-        if fmt is not None and fmt.upper() not in ACCEPTED_FORMATS:
-            raise UploadError(f"{fmt} images are not accepted. Please upload a photo in {ACCEPTED_TEXT} format.")
-        w, h = image.size
-    else:
-        h, w = np.asarray(image).shape[:2]
-    if w * h > MAX_IMAGE_PIXELS:
-        raise UploadError(f"This image is too large ({w}x{h} pixels). Please upload a smaller photo.")
-    try:
-        return load_image(image)
-    except ImageLoadError as e:
-        raise UploadError(f"This image cannot be used: {e.problem}.") from None
 
 
 def _gradio() -> Any:
@@ -219,151 +68,6 @@ def _safe_preprocess(component: Any) -> Any:
 
     component.preprocess = preprocess
     return component
-
-
-# ------------------------------------------------------------------------------------------------ handlers
-
-
-def faces_markdown(faces: list[Any], level: float = 0.9, calibrated: bool = False, decisions: list[Any] | None = None,
-                   policy: str | None = None) -> str:
-    """Markdown summary of :class:`FaceResult` objects: a count line and a table of ages, intervals (``level``;
-    marked calibrated when the model's calibration made them), gender (and race when the model predicts it), and
-    with ``decisions`` (:class:`faceage.inference.calibration.AgeDecision`) an over-N column and the ``policy`` line
-    stating its measured error rates."""
-    if not faces:
-        return f"**0 faces found.** {NO_FACE}"
-    with_race = any(f.race is not None for f in faces)
-    head = f"{level:.0%} interval" + (" (calibrated)" if calibrated else "")
-    over = f" over {decisions[0].over}? |" if decisions else ""
-    lines = [f"**{len(faces)} face{'s' if len(faces) != 1 else ''} found**", "",
-             f"| face | age | {head} | gender |" + (" race |" if with_race else "") + over,
-             "|---|---|---|---|" + ("---|" if with_race else "") + ("---|" if decisions else "")]
-    for i, f in enumerate(faces):
-        interval = "–" if f.interval is None else f"{f.age_low:.0f}–{f.age_high:.0f}"
-        gender = "–" if f.gender is None else f"{f.gender} ({f.gender_p:.0%})"
-        race = ("" if not with_race else " – |" if f.race is None else f" {f.race} ({f.race_p:.0%}) |")
-        check = ""
-        if decisions:
-            d = decisions[i]
-            check = f" {d.decision}" + ("" if d.p_over is None else f" (P={d.p_over:.2f})") + " |"
-        lines.append(f"| {f.face + 1} | {format_age(f.age, 1)} | {interval} | {gender} |{race}{check}")
-    if decisions and policy:
-        lines += ["", f"*{policy}. pass = confidently over; refer = check ID.*"]
-    return "\n".join(lines)
-
-
-def over_check(predictor: Any, faces: list[Any], over: int = 18) -> tuple[list[Any] | None, str]:
-    """Over-``over`` decisions of the faces under the model's fitted policy (else the challenge-25 rule) and the
-    policy line; ``(None, reason)`` when neither applies."""
-    from faceage.inference.calibration import policy_text
-
-    calibration = getattr(predictor, "calibration", None)
-    policy = calibration.policy(over) if calibration is not None else None
-    challenge = None if policy is not None else 25.0
-    try:
-        decisions = predictor.decisions(faces, over, challenge)
-    except ValueError as e:
-        return None, str(e)
-    return decisions, policy_text(policy, over, challenge)
-
-
-def analyse_photo(predictor: Any, image: Any, explainer: Any = None, show_heatmap: bool = False,
-                  check_over: int | None = None) -> tuple[Image.Image | None, str, Image.Image | None]:
-    """The "Estimate age" tab.
-
-    Args:
-        predictor: :class:`faceage.inference.predictor.Predictor`.
-        image: the decoded upload.
-        explainer: :class:`faceage.inference.explain.Explainer`, needed for the heatmap.
-        show_heatmap: also return the Grad-CAM overlays of the faces.
-        check_over: also decide "over N?" for each face (:func:`over_check`), with the policy's stated error rate.
-
-    Returns:
-        ``(annotated image or None, markdown, heatmap strip or None)``.
-
-    Raises:
-        UploadError: for an unusable upload.
-    """
-    from faceage.inference.annotate import annotate
-
-    photo = check_upload(image)
-    faces = predictor.predict(photo)
-    if not faces:
-        return photo, f"**0 faces found.** {NO_FACE}", None
-    heat = None
-    if show_heatmap and explainer is not None:
-        from faceage.inference.explain import explain_faces, overlay_heatmap, tile
-
-        found = explain_faces(photo, explainer, predictor.detector if predictor.detect else None)
-        from faceage.app.api import number_image
-
-        heat = tile([number_image(overlay_heatmap(chip, h), i + 1) for i, (_, chip, h) in enumerate(found)]) if found else None
-    decisions, policy = over_check(predictor, faces, check_over) if check_over else (None, None)
-    text = faces_markdown(faces, getattr(predictor, "level", 0.9), getattr(predictor, "calibration", None) is not None, decisions, policy)
-    return annotate(photo, faces, numbered=True), text, heat
-
-
-def _largest_face_output(predictor: Any, photo: Image.Image) -> dict[str, Any] | None:
-    """The predictor's answer for the photo's largest face (``age`` and, where the head has one, ``distribution``),
-    or ``None`` without a face."""
-    boxes, chips = predictor.chips(photo)
-    if not boxes:
-        return None
-    face = predictor.predict_chips(chips[:1], boxes[:1])[0]
-    return {"age": face.age, **({"distribution": face.distribution} if face.distribution is not None else {})}
-
-
-def compare_result(predictor: Any, left: Any, right: Any, comparer: Any = None) -> dict[str, Any]:
-    """P(the left photo's largest face is older) and both ages: ``{"p_left_older", "left_age", "right_age",
-    "method"}``, shared by the "Who is older?" tab and the ``/compare`` API. Raises ``UploadError``."""
-    photos = {}
-    for side, image in (("left", left), ("right", right)):
-        try:
-            photos[side] = check_upload(image)
-        except UploadError as e:
-            raise UploadError(f"{side.capitalize()} photo: {e}") from None
-    outs = {side: _largest_face_output(predictor, photo) for side, photo in photos.items()}
-    for side, out in outs.items():
-        if out is None:
-            raise UploadError(f"{side.capitalize()} photo: {NO_FACE}")
-    if comparer is not None:
-        try:
-            p = float(comparer.p_left_older(comparer.prepare(photos["left"])[None], comparer.prepare(photos["right"])[None])[0])
-        except ImageLoadError as e:
-            raise UploadError(f"Cannot compare these photos: {e.problem}.") from None
-        method = f"pair model ({comparer.kind})"
-    else:
-        p = float(p_older(outs["left"], outs["right"]))
-        method = p_older_method(outs["left"])
-    return {"p_left_older": float(p), "left_age": float(outs["left"]["age"]), "right_age": float(outs["right"]["age"]), "method": method}
-
-
-def compare_photos(predictor: Any, left: Any, right: Any, comparer: Any = None) -> str:
-    """The "Who is older?" tab: markdown saying which face looks older and how sure the model is.
-
-    Args:
-        predictor: the age predictor (ages shown; and P(older) from its distributions without a ``comparer``).
-        left: decoded left upload.
-        right: decoded right upload.
-        comparer: optional :class:`faceage.inference.compare.FaceComparer` (e.g. a pair model) for P(older).
-
-    Raises:
-        UploadError: for an unusable upload or a photo without a face.
-    """
-    result = compare_result(predictor, left, right, comparer)
-    p, method = result["p_left_older"], result["method"]
-    a_left, a_right = result["left_age"], result["right_age"]
-    if abs(p - 0.5) < 0.05:
-        verdict = f"**Too close to call**: P(left older) = {p:.0%}."
-    elif p > 0.5:
-        verdict = f"**The left face looks older**, with probability {p:.0%}."
-    else:
-        verdict = f"**The right face looks older**, with probability {1 - p:.0%}."
-    return (f"{verdict}\n\nEstimated ages: left {format_age(a_left, 1)}, right {format_age(a_right, 1)} (largest face of each photo; "
-            f"P from {method}).")
-
-
-# ------------------------------------------------------------------------------------------------------ UI
 
 
 def _theme() -> Any:

@@ -2,6 +2,8 @@
 
 Each command's module is imported only when that command is chosen, so that ``faceage predict --engine onnx``
 starts without PyTorch; ``fit|validate|test`` run the LightningCLI of :mod:`faceage.training.lightning_cli`.
+
+May import: everything (the top layer); nothing in the library imports it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from faceage.data.prepare import prepare_images
-    from faceage.inference.detect import UTKFACE_PADDING
+    from faceage.data.detect import UTKFACE_PADDING
     from faceage.inference.predictor import expand_inputs
     from faceage.inference.progress import progress_bar, progress_wanted
 

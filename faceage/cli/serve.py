@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceage.app.server import (
-    DEFAULT_CACHE_AGE_S,
-    DEFAULT_CACHE_MB,
-    DEFAULT_HOST,
-    DEFAULT_MAX_UPLOAD_MB,
-    DEFAULT_PORT,
-    UploadCache,
-    build_app,
-    launch,
-)
+from faceage.app.server import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, build_app, launch
+from faceage.app.uploads import DEFAULT_CACHE_AGE_S, DEFAULT_CACHE_MB, UploadCache
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 The metrics are imported eagerly. The plotting functions are re-exported lazily (on first attribute access),
 so that ``import faceage.evaluation`` neither imports matplotlib nor switches its backend to Agg.
+
+May import: ``faceage.data``, ``faceage.models``, ``faceage.inference``.
 """
 
 from __future__ import annotations

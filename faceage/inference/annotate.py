@@ -54,3 +54,16 @@ def annotate(image: Image.Image, faces: list[FaceResult], numbered: bool = False
         draw.rectangle((x, y, x + label_w - 1, y + label_h - 1), fill=(255, 40, 40))
         draw.text((x + width - tb[0], y + width - tb[1]), text, fill=(255, 255, 255), font=font)
     return out
+
+
+def number_image(image: Image.Image, number: int) -> Image.Image:
+    """A copy of ``image`` with ``number`` in a red box in its top-left corner (the face number on each heatmap)."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    font = _font(max(12, out.width // 8))
+    text = str(number)
+    tb = draw.textbbox((0, 0), text, font=font)
+    pad = max(2, out.width // 100)
+    draw.rectangle((0, 0, tb[2] - tb[0] + 2 * pad - 1, tb[3] - tb[1] + 2 * pad - 1), fill=(255, 40, 40))
+    draw.text((pad - tb[0], pad - tb[1]), text, fill=(255, 255, 255), font=font)
+    return out

@@ -38,6 +38,15 @@ DEFAULT_LEVEL = 0.9
 DEFAULT_OVER = 18
 
 
+def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, K)`` probabilities over ``min_age..`` -> central ``level`` interval bounds ``(B,)``, ``(B,)``."""
+    cdf = np.cumsum(dist, axis=1)
+    k = dist.shape[1] - 1
+    lo = np.minimum((cdf < (1 - level) / 2).sum(axis=1), k)
+    hi = np.minimum((cdf < 1 - (1 - level) / 2).sum(axis=1), k)
+    return lo + min_age, hi + min_age
+
+
 def interval_key(level: float) -> str:
     """The key of a level in ``calibration["intervals"]``: ``0.9 -> "0.9"``."""
     return f"{float(level):g}"
@@ -66,9 +75,7 @@ def p_over(dist: np.ndarray, min_age: int, age: float) -> np.ndarray:
 
 def base_interval(dist: np.ndarray, min_age: int, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The raw central ``level`` interval (what uncalibrated models report); see
-    :func:`faceage.inference.predictor.interval_from_distribution`."""
-    from faceage.inference.predictor import interval_from_distribution
-
+    :func:`interval_from_distribution`."""
     return interval_from_distribution(np.asarray(dist, dtype=np.float64), min_age, level)
 
 

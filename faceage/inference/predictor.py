@@ -24,6 +24,7 @@ from PIL import Image
 
 from faceage.data.images import ImageLoadError, is_image_file
 from faceage.data.records import RACES
+from faceage.inference.calibration import interval_from_distribution
 from faceage.inference.chips import FaceChips
 from faceage.models.ages import reported_age
 
@@ -112,15 +113,6 @@ def default_workers(detect: bool) -> int:
 def format_age(age: float, decimals: int = 2) -> str:
     """``28`` for a whole-year age (a model with ``round_ages``), else ``27.73`` (``decimals`` places)."""
     return f"{age:.0f}" if float(age).is_integer() else f"{age:.{decimals}f}"
-
-
-def interval_from_distribution(dist: np.ndarray, min_age: int, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """``(B, K)`` probabilities over ``min_age..`` -> central ``level`` interval bounds ``(B,)``, ``(B,)``."""
-    cdf = np.cumsum(dist, axis=1)
-    k = dist.shape[1] - 1
-    lo = np.minimum((cdf < (1 - level) / 2).sum(axis=1), k)
-    hi = np.minimum((cdf < 1 - (1 - level) / 2).sum(axis=1), k)
-    return lo + min_age, hi + min_age
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike], videos: bool = False) -> list[str]:

@@ -2,6 +2,8 @@
 
 Attributes are imported on first use, so ``faceage.models.pretrained`` (the bundled model's location) can be read by
 the ONNX engine without importing PyTorch.
+
+May import: ``faceage.data`` only. The model files (names, loading, saving) are :mod:`faceage.models.files`.
 """
 
 from __future__ import annotations

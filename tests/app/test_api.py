@@ -12,8 +12,8 @@ from PIL import Image
 pytest.importorskip("gradio", reason="gradio is not installed")
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
 
-from faceage.app import api, server  # noqa: E402
-from faceage.inference.annotate import label  # noqa: E402
+from faceage.app import server  # noqa: E402
+from faceage.inference.annotate import label, number_image  # noqa: E402
 from faceage.inference.predictor import FaceResult, Predictor  # noqa: E402
 from faceage.models.pair_scores import p_older  # noqa: E402
 
@@ -32,7 +32,7 @@ def _photo(path, seed: int):
 def test_numbered_labels_and_heatmap_numbers():
     face = FaceResult(face=1, box=(0, 0, 10, 10), age=30.4, age_low=22.0, age_high=41.0, gender="female", gender_p=0.9)
     assert label(face) == "30 (22-41) F" and label(face, numbered=True) == "#2 30 (22-41) F"
-    tile = api.number_image(Image.new("RGB", (80, 80), (0, 0, 255)), 3)
+    tile = number_image(Image.new("RGB", (80, 80), (0, 0, 255)), 3)
     assert tile.getpixel((0, 0)) == (255, 40, 40) and tile.getpixel((79, 79)) == (0, 0, 255)  # number box top-left only
 
 

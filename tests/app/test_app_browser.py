@@ -20,7 +20,7 @@ from PIL import Image
 
 pytest.importorskip("gradio", reason="gradio is not installed")
 
-from faceage.app import server  # noqa: E402
+from faceage.app import handlers, server, uploads  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -54,14 +54,14 @@ def astronaut(tmp_path_factory) -> Path:
 
 
 def test_check_upload():
-    with pytest.raises(server.UploadError, match="upload a photo"):
-        server.check_upload(None)
-    with pytest.raises(server.UploadError, match="not a usable image"):
-        server.check_upload(server.BadUpload())
-    with pytest.raises(server.UploadError, match="too small"):
-        server.check_upload(Image.new("RGB", (4, 4)))
+    with pytest.raises(uploads.UploadError, match="upload a photo"):
+        uploads.check_upload(None)
+    with pytest.raises(uploads.UploadError, match="not a usable image"):
+        uploads.check_upload(uploads.BadUpload())
+    with pytest.raises(uploads.UploadError, match="too small"):
+        uploads.check_upload(Image.new("RGB", (4, 4)))
     img = Image.new("L", (40, 30), 7)
-    out = server.check_upload(img)
+    out = uploads.check_upload(img)
     assert out.mode == "RGB" and out.size == (40, 30)
 
 
@@ -90,14 +90,14 @@ def test_handlers_without_detection(tiny_model_dir):
     torch.set_num_threads(1)
     predictor = Predictor(tiny_model_dir, detect=False, workers=1)
     face = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    annotated, text, heat = server.analyse_photo(predictor, face)
+    annotated, text, heat = handlers.analyse_photo(predictor, face)
     assert annotated.size == face.size and text.startswith("**1 face found**") and heat is None
     age = float(re.search(r"\| 1 \| ([\d.]+) \|", text).group(1))
     assert age == pytest.approx(predictor.predict(face)[0].age, abs=0.05)
-    verdict = server.compare_photos(predictor, face, face)
+    verdict = handlers.compare_photos(predictor, face, face)
     assert "Too close to call" in verdict and "P(left older) = 50%" in verdict
-    with pytest.raises(server.UploadError, match="Right photo"):
-        server.compare_photos(predictor, face, None)
+    with pytest.raises(uploads.UploadError, match="Right photo"):
+        handlers.compare_photos(predictor, face, None)
 
 
 # ------------------------------------------------------------------------------------------------ browser

@@ -155,7 +155,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def agender(weights):
-    from faceage.models.wrn import agender_age_model
+    from faceage.models.agender import agender_age_model
 
     return agender_age_model()
 

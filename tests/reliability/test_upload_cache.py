@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from faceage.app import server
+from faceage.app import server, uploads
 
 
 def _free_port() -> int:
@@ -20,7 +20,7 @@ def _free_port() -> int:
 
 def test_prune_bounds_age_and_size(tmp_path, monkeypatch):
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
-    cache = server.UploadCache(max_mb=1, max_age_s=60, parent=str(tmp_path))
+    cache = uploads.UploadCache(max_mb=1, max_age_s=60, parent=str(tmp_path))
     try:
         assert os.environ["GRADIO_TEMP_DIR"] == str(cache.dir)
         now = time.time()
@@ -46,7 +46,7 @@ def test_upload_loop_stays_bounded_and_shutdown_cleans(tiny_model_dir, tmp_path,
     from faceage.inference.predictor import Predictor
 
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
-    cache = server.UploadCache(max_mb=2, max_age_s=600, parent=str(tmp_path), interval=0.1)
+    cache = uploads.UploadCache(max_mb=2, max_age_s=600, parent=str(tmp_path), interval=0.1)
     demo = server.build_app(Predictor(tiny_model_dir, detect=False, workers=1), max_upload_mb=1)
     port = _free_port()
     _, url, _ = server.launch(demo, port=port, max_upload_mb=1, block=False, quiet=True, cache=cache)
