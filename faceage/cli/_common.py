@@ -13,6 +13,17 @@ EXIT_CODES = """exit status: 0 the run completed, also when some files had no fa
 or output file, no input images)."""
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Batch, decoding threads, engine threads and device: the options of every command that runs the model on files."""
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None,
+                   help="image decoding threads (default: one per core with detection, one per two cores with "
+                        "--no-detect)")
+    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
+
+
 def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: bool = True) -> None:
     """Output, resume, exit-status and progress options shared by ``predict`` and ``compare``."""
     p.add_argument("--output", default=None, help="file to write (default or '-': stdout)")

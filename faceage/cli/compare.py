@@ -8,7 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from faceage.cli._common import add_run_options, load_or_report
+from faceage.cli._common import add_engine_options, add_run_options, load_or_report
 from faceage.data.images import ImageLoadError
 from faceage.inference.compare import FaceComparer, compare_pair_file
 
@@ -34,13 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--age-scale", type=float, default=2.0,
                    help="years per logit unit for age models without a distribution")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None,
-                   help="image decoding threads (default: one per core with detection, one per two cores with "
-                        "--no-detect)")
-    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
+    add_engine_options(p)
     return p
 
 

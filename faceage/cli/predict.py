@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faceage.cli._common import EXIT_CODES, add_run_options, load_or_report, stream_files
+from faceage.cli._common import EXIT_CODES, add_engine_options, add_run_options, load_or_report, stream_files
 
 
 def _predict_parser() -> argparse.ArgumentParser:
@@ -29,13 +29,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--thorough", action="store_true",
                    help="HOG always upsampled by 2: faces from ~40 px in every photo, slower (default: upsampled only "
                         "where the first pass finds no face or a small one)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None,
-                   help="image decoding threads (default: one per core with detection, one per two cores with "
-                        "--no-detect)")
-    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="cuda: torch on the GPU, or onnxruntime's CUDA provider (onnxruntime-gpu); one error line when there is none")
+    add_engine_options(p)
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")
     p.add_argument("--level", type=float, default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceage.cli._common import EXIT_CODES, add_run_options, load_or_report, stream_files
+from faceage.cli._common import EXIT_CODES, add_engine_options, add_run_options, load_or_report, stream_files
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -24,10 +24,7 @@ def _verify_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="image decoding threads")
-    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_engine_options(p)
     return p
 
 

@@ -84,6 +84,7 @@ class PairDataModule(AgeDataModule):
         max_samples: int = 0,
         check_images: bool = True,
     ) -> None:
+        # the parent's arguments, repeated so that LightningCLI shows (and checks) them under data.* (boilerplate)
         super().__init__(
             dataset=dataset,
             root=root,
