@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
@@ -56,10 +55,10 @@ def _tiny_run_overrides(config: Path, faces: Path) -> list[str]:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_recipe_parses_and_builds(config, tmp_path, tiny_model_dir):
+    import lightning as L
     from lightning.pytorch.cli import LightningCLI  # noqa: F401  (import cost paid once here)
 
     from faceage.training.cli import FaceAgeCLI
-    import lightning as L
 
     args = ["--config", str(config), "--trainer.default_root_dir", str(tmp_path)]
     args += _model_overrides(config, tiny_model_dir)
