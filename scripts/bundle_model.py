@@ -1,4 +1,5 @@
-"""Bundles trained models as the package's default model (``faceage/weights/default``), in two steps:
+"""Bundles trained models as the package's default model (``faceage/weights/default``), in two steps (``build`` runs
+``faceage ensemble``, or ``faceage export`` for one model, through ``faceage.cli.main``):
 
     # 1. weights + config (+ int8 ONNX graph calibrated on training faces); several models give an AgeEnsemble
     python scripts/bundle_model.py build RUN_A/model RUN_B/model --split-file RUN_A/split.json --float16
@@ -124,37 +125,61 @@ Research and teaching on age estimation: a baseline, a pretrained start, a demo.
 """
 
 
+def _faceage(argv: list[str]) -> None:
+    """Runs a ``faceage`` command in this process (the command line's own entry point); stops on its failure."""
+    from faceage.cli import main as faceage_main
+
+    code = faceage_main(argv)
+    if code:
+        raise SystemExit(f"faceage {argv[0]} failed (exit status {code})")
+
+
+def _realigned_copies(models: list[str], folder: Path) -> list[str]:
+    """Copies of the model directories recording UTKFace's chip geometry as their alignment (``--utkface-alignment``)."""
+    from faceage.models.age_model import DEFAULT_ALIGNMENT, load_model
+
+    copies = []
+    for i, source in enumerate(models):
+        model = load_model(source)
+        model.config["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
+        copies.append(str(model.save_pretrained(folder / f"member_{i}")))
+    return copies
+
+
 def build(args: argparse.Namespace) -> None:
+    """Several models: ``faceage ensemble``; one: ``save_pretrained`` and ``faceage export``. Either way with the int8
+    graph calibrated on the split's training faces, then the bundle's notes (sources, ONNX precision) in config.json."""
     from faceage.data.readers import read_dataset
     from faceage.data.splits import load_split
-    from faceage.inference.preprocess import calibration_batch
-    from faceage.models.export import export_onnx, quantize_onnx
-    from faceage.models.age_model import DEFAULT_ALIGNMENT, load_model
-    from faceage.models.ensemble import AgeEnsemble
+    from faceage.models.age_model import load_model
 
     target = Path(args.output)
-    models = [load_model(m) for m in args.models]
-    if args.utkface_alignment:
-        for m in models:
-            m.config["input"]["alignment"] = dict(DEFAULT_ALIGNMENT)
-    model = models[0] if len(models) == 1 else AgeEnsemble(models)
-    if args.tta_flip != "keep":
-        model.config["tta_flip"] = args.tta_flip == "on"
-    if args.round_ages != "keep":
-        model.config["round_ages"] = args.round_ages == "on"
-    if target.exists():
-        shutil.rmtree(target)
-    model.save_pretrained(target, extra={"training": {"members_from": list(args.models)}}, dtype="float16" if args.float16 else "float32")
-    model = load_model(target)  # export what users will load (float16-rounded weights included)
-    config = json.loads((target / "config.json").read_text())
+    quantize = []
     if args.quantize == "int8":
         records, _ = read_dataset("utkface", args.data, check_images=False)
         train = [records[i].path for i in load_split(args.split_file, records)["train"]]
-        with tempfile.TemporaryDirectory() as tmp:
-            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), target / "model.onnx", calibration_batch(train, model.input_config))
+        quantize = ["--quantize", "int8", "--calibration", *train]
+    if target.exists():
+        shutil.rmtree(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _realigned_copies(args.models, Path(tmp)) if args.utkface_alignment else list(args.models)
+        if len(models) > 1:
+            _faceage(["ensemble", *models, "--output", str(target), "--tta-flip", args.tta_flip,
+                      "--round-ages", args.round_ages, *(["--float16"] if args.float16 else []), *quantize])
+        else:
+            model = load_model(models[0])
+            if args.tta_flip != "keep":
+                model.config["tta_flip"] = args.tta_flip == "on"
+            if args.round_ages != "keep":
+                model.config["round_ages"] = args.round_ages == "on"
+            model.save_pretrained(target, dtype="float16" if args.float16 else "float32")
+            _faceage(["export", str(target), *quantize])  # exports what users will load (float16-rounded weights)
+    config = json.loads((target / "config.json").read_text())
+    config.pop("members_from", None)  # `faceage ensemble`'s record; the bundle keeps the original runs under training
+    config["training"] = {"members_from": list(args.models)}
+    if args.quantize == "int8":
         config["onnx"] = {"precision": "int8", "note": "static QDQ quantization by ONNX Runtime, calibrated on 256 training-split faces"}
     else:
-        export_onnx(model, target / "model.onnx")
         config["onnx"] = {"precision": "float32", "note": "equal to the PyTorch model within 1e-4"}
     (target / "config.json").write_text(json.dumps(config, indent=2))
     size = sum(f.stat().st_size for f in target.iterdir()) / 1e6

@@ -170,3 +170,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items):
+    """Real-data tests (``data``: they read ../shared/data/utkface) are end to end and long: they count as ``slow``
+    too, so ``make test-fast`` (``-m "not slow"``) leaves them out and ``make test`` runs them."""
+    for item in items:
+        if item.get_closest_marker("data") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

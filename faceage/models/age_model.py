@@ -20,7 +20,7 @@ from faceage.models.heads import create_head
 from faceage.models.outputs import flip_average
 
 # UTKFace's chips are dlib get_face_chip crops from 68-point landmarks at padding 0.2 (measured by
-# benchmarks/calibrate_alignment.py); the Cydral net was trained on the same geometry.
+# benchmarks/studies/calibrate_alignment.py); the Cydral net was trained on the same geometry.
 DEFAULT_ALIGNMENT = {"method": "dlib68", "chip_size": 200, "padding": 0.2}
 
 

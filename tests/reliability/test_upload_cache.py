@@ -7,7 +7,6 @@ import os
 import socket
 import time
 
-import pytest
 
 from faceage.app import server, uploads
 

@@ -16,6 +16,7 @@ TINY = ["--model.backbone.name", "resnet18", "--model.backbone.image_size", "32"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow  # one fit per fold
 def test_kfold_runs_each_fold_and_summarises(utkface_tree, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text("seed_everything: 0\n")

@@ -29,6 +29,7 @@ def _run_dir(root: Path) -> Path:
     return versions[-1]
 
 
+@pytest.mark.slow  # several epochs
 def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     runs = tmp_path / "runs"
     main(["fit", *TINY, "--data.root", str(utkface_tree), "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(runs)])
@@ -69,6 +70,7 @@ def test_fit_test_predict_end_to_end(utkface_tree, tmp_path, capsys):
     assert all(float(r["age"]).is_integer() for r in rows)  # the saved model reports whole years, as its test did
 
 
+@pytest.mark.slow  # several epochs
 def test_learns_on_generated_data(utkface_tree, tmp_path):
     """Brightness encodes age in the generated faces: a few epochs must beat predicting the mean age."""
     runs = tmp_path / "runs"
@@ -110,6 +112,7 @@ def _fit_module(root: Path, out: Path, max_epochs: int, crash_at_step: int | Non
     return module, trainer
 
 
+@pytest.mark.slow  # several epochs
 def test_resume_after_crash_mid_epoch_gives_identical_weights(utkface_tree, tmp_path):
     # 96 faces -> 77 train -> 5 batches/epoch; the crash at step 7 is mid-epoch 2, last.ckpt was written at step 6
     reference, _ = _fit_module(utkface_tree, tmp_path / "a", max_epochs=2)

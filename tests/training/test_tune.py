@@ -30,6 +30,7 @@ def _run_dir(root: Path) -> Path:
     return sorted((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
 
 
+@pytest.mark.slow  # a whole epoch per recipe (tests/training/test_configs.py runs each one step)
 @pytest.mark.parametrize("recipe", ["pairs_siamese_resnet18", "pairs_six_channel_resnet18", "pairs_age_feature"])
 def test_fit_pair_recipe_one_epoch(recipe, utkface_tree, tiny_model_dir, tmp_path):
     runs = tmp_path / "runs"

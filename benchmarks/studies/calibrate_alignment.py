@@ -20,7 +20,7 @@ Both are run with dlib's 68-point and 5-point shape predictors, since either can
 
 Usage::
 
-    .venv/bin/python benchmarks/calibrate_alignment.py [--n 200] [--data ../shared/data/utkface]
+    .venv/bin/python -m benchmarks.studies.calibrate_alignment [--n 200] [--data ../shared/data/utkface]
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ import dlib
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from faceage.data.detect import UTKFACE_PADDING, FaceDetector  # noqa: E402
+from benchmarks.common import DEFAULT_DATA
+from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 
 SIZE = 200
 PADDINGS = (0.10, 0.15, 0.175, 0.20, 0.225, 0.25, 0.30, 0.40)
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 
 
 def _models_dir() -> str:

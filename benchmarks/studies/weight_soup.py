@@ -1,9 +1,9 @@
 """Does averaging the *weights* of fine-tuned members (a uniform "model soup", Wortsman et al., 2022) give an
 ensemble's accuracy at one model's cost? Averages the given models' parameters and batch-norm statistics (they must
 share one architecture), then scores the soup on the val and test parts of one saved split, whole-year ages, beside
-the members and their ensemble (``benchmarks/ensembles.py``'s cached outputs).
+the members and their ensemble (``benchmarks/studies/ensembles.py``'s cached outputs).
 
-    python benchmarks/weight_soup.py RUN_A/model RUN_B/model --split-file RUN_A/split.json [--output DIR]
+    python -m benchmarks.studies.weight_soup RUN_A/model RUN_B/model --split-file RUN_A/split.json [--output DIR]
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import read_split, split_parser
-from ensembles import combine, model_outputs, truth_by_part
+
+from benchmarks.common import read_split, split_parser
+from benchmarks.studies.ensembles import combine, model_outputs, truth_by_part
 
 
 def weight_soup(model_dirs: list[str]):

@@ -1,7 +1,7 @@
 """Transfer modes x age heads on the Cydral backbone, each a short `faceage fit` of configs/default.yaml with
 overrides, same seed, split and augmentation; prints a RESULTS.md table of best validation MAE / CS@5.
 
-    python benchmarks/transfer_and_heads.py --epochs 3 --image-size 64 --out runs/compare
+    python -m benchmarks.studies.transfer_and_heads --epochs 3 --image-size 64 --out runs/compare
 """
 
 from __future__ import annotations

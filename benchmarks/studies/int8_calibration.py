@@ -3,7 +3,7 @@ of ONNX Runtime's calibration methods and sample sizes (faces from the training 
 split against the float32 graph (ages as reported: whole years when the first model has ``round_ages``, or with
 ``--round-ages``).
 
-    python benchmarks/int8_calibration.py RUN_A/model RUN_B/model RUN_C/model --split-file RUN_A/split.json --round-ages
+    python -m benchmarks.studies.int8_calibration RUN_A/model RUN_B/model RUN_C/model --split-file RUN_A/split.json --round-ages
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import read_split, split_parser
+
+from benchmarks.common import read_split, split_parser
 
 VARIANTS = (("minmax", 256, {}), ("minmax", 1024, {}), ("minmax", 1024, {"CalibMovingAverage": True}), ("percentile", 1024, {}), ("entropy", 512, {}))
 
@@ -25,7 +26,13 @@ def main() -> None:
     args = p.parse_args()
     records, split = read_split(args)
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from faceage.data.images import load_image
