@@ -30,12 +30,20 @@ from PIL import Image, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.detection import (  # noqa: E402
-    CANVAS, DEFAULT_DATA, IOU_MATCH, SCENES, Photo, _scene, astronaut_photo, face_free_photos, face_photos,
+from benchmarks.detection import (
+    CANVAS,
+    DEFAULT_DATA,
+    IOU_MATCH,
+    SCENES,
+    Photo,
+    _scene,
+    astronaut_photo,
+    face_free_photos,
+    face_photos,
     held_out_chips,
 )
-from faceage.data import detect as det  # noqa: E402
-from faceage.inference.video import iou  # noqa: E402
+from faceage.data import detect as det
+from faceage.inference.video import iou
 
 # face-free skimage.data images shipped with scikit-image, for more false hits (no camera: it holds a face)
 EXTRA_SCENES = [*SCENES, "logo", "horse", "checkerboard", "binary_blobs"]
