@@ -12,7 +12,7 @@ more false hits) measures:
   UTKFace chips (utkface-part1, never used as a test face), in units of the chip side;
 * ``cnn``: the current confirmation (``_cnn_confirms``) and its CPU time.
 
-    python benchmarks/detection_verifiers.py --n 24 --n-small 12 [--json FILE]
+    python -m benchmarks.detection_verifiers --n 24 --n-small 12 [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ import dlib
 import numpy as np
 from PIL import Image, ImageFilter
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from benchmarks.detection import (
     CANVAS,
     DEFAULT_DATA,
@@ -42,6 +39,7 @@ from benchmarks.detection import (
     face_photos,
     held_out_chips,
 )
+from faceage._io import write_text_atomic
 from faceage.data import detect as det
 from faceage.inference.video import iou
 
@@ -95,7 +93,7 @@ def chip_points(shape, details) -> np.ndarray:
 
 
 def mean_shape(data: Path, n: int = 200) -> np.ndarray:
-    names = sorted((REPO / "benchmarks" / "utkface_part1_names.txt").read_text().split())[:: 40][:n]
+    names = sorted((Path(__file__).with_name("utkface_part1_names.txt")).read_text().split())[:: 40][:n]
     sp = det._shape_predictor(68)
     shapes = []
     for name in names:
@@ -179,7 +177,7 @@ def main(argv=None) -> int:
     for r in sorted(false, key=lambda r: -r[f"chip_hog_{args.chip_sizes[0]}"])[:8]:
         print("false:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith("_s")})
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        write_text_atomic(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -55,7 +55,7 @@ VERIFY_BELOW = 0.5  # HOG detections scoring below this must be confirmed (by th
 # pixels. A real face comes out upright and centred, where HOG scores it higher than in the photo; on a false hit the
 # landmarks are fitted to nothing and the "aligned" chip is no face. The landmarks cost ~1 ms and the HOG run on
 # the 100-px chip ~1 ms, against ~210 ms for the CNN on a 200-px crop (benchmarks/RESULTS.md, "Detection on photos").
-# Measured by benchmarks/detection_verifiers.py on the HOG hits scoring 0 .. 0.5 of all three passes (1x, 1.4x,
+# Measured by benchmarks.detection_verifiers on the HOG hits scoring 0 .. 0.5 of all three passes (1x, 1.4x,
 # thorough's 2x): on the detection benchmark's photos (--n 24 --n-small 12, seed 0) and 100 face-free scene crops,
 # the 78 faces score -0.22 or more on their 100-px chip (3 under 0), the 3 false hits (the astronaut's badge, two
 # scene crops) -0.51 or less; on 400 more crops (--negatives 400 --seed 1) the 14 false hits score -0.47 or less.
