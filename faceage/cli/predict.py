@@ -27,8 +27,9 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
     p.add_argument("--thorough", action="store_true",
-                   help="HOG always upsampled by 2: faces from ~40 px in every photo, slower (default: upsampled only "
-                        "where the first pass finds no face or a small one)")
+                   help="HOG always upsampled by 2 and weak hits confirmed by dlib's CNN: faces from ~40 px in every photo, "
+                        "slower (default: upsampled only where the first pass finds no face or a small one, weak hits "
+                        "confirmed by HOG on their aligned chip)")
     add_engine_options(p)
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")

@@ -2,16 +2,18 @@
 
 faceage models are trained on UTKFace's "aligned & cropped" 200x200 chips, so every chip cut here must frame the
 face the way UTKFace does. :data:`UTKFACE_PADDING` (with dlib's 68-point landmarks) reproduces that framing; see
-``benchmarks/calibrate_alignment.py`` for the measurement.
+``benchmarks/studies/calibrate_alignment.py`` for the measurement.
 
 Pipeline of :meth:`FaceDetector.detect`: dlib's HOG frontal face detector (or the MMOD CNN) on a copy downscaled to
-at most :data:`MAX_DETECT_SIDE` pixels, weak HOG hits confirmed by the CNN, landmarks on the full-resolution image,
-then ``dlib.get_face_chip_details`` + ``extract_image_chip`` (the two halves of ``dlib.get_face_chip``).
+at most :data:`MAX_DETECT_SIDE` pixels, weak HOG hits confirmed by HOG again on their aligned chip (the CNN with
+``thorough=True``), landmarks on the full-resolution image, then ``dlib.get_face_chip_details`` +
+``extract_image_chip`` (the two halves of ``dlib.get_face_chip``).
 
 HOG runs coarse to fine: first without upsampling (dlib boxes from ~73 px), and on a copy enlarged by
 :data:`FINE_SCALE` (boxes from ~57 px: a 64-px UTKFace-like face crop) only when that pass found nothing or found a
 face near its size floor (under :data:`SMALL_FACE_SIDE`), i.e. where smaller faces may be. ``thorough=True`` always
-runs dlib's upsampling by 2 (boxes from ~40 px; the behaviour before). ``benchmarks/detection.py`` measures both.
+runs dlib's upsampling by 2 (boxes from ~40 px) and confirms weak hits with the CNN (the behaviour before).
+``benchmarks/detection.py`` measures both.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import dlib
@@ -27,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 # UTKFace chips were cut by dlib.get_face_chip from 68-point landmarks with padding 0.2 (dlib's own default).
-# Measured by benchmarks/calibrate_alignment.py on 200 random utkface-part1 chips (seed 0), landmarks from the
+# Measured by benchmarks/studies/calibrate_alignment.py on 200 random utkface-part1 chips (seed 0), landmarks from the
 # 68-point predictor in a HOG box found on every chip:
 #   * direct: the crop dlib would cut from each chip itself is the chip at padding p* = 0.202 (median; IQR
 #     0.199-0.204), centre offset (-0.38, -0.45) px, angle 0.07 deg, i.e. re-aligning a UTKFace chip at 0.2 is
@@ -47,7 +49,19 @@ FIVE_POINT_UTK_PADDING = 0.188
 FIVE_POINT_SHIFT = 0.0125
 
 MAX_DETECT_SIDE = 1024  # detection runs on a copy no larger than this; landmarks and chips use full resolution
-VERIFY_BELOW = 0.5  # HOG detections scoring below this must be confirmed by the CNN detector
+VERIFY_BELOW = 0.5  # HOG detections scoring below this must be confirmed (by the chip check, or the CNN if thorough)
+# The chip check: a weak HOG hit is kept when HOG (no upsampling) fires again, at a score of at least
+# VERIFY_CHIP_THRESHOLD, on the hit's chip aligned by its 68 landmarks (UTKFACE_PADDING) and cut at VERIFY_CHIP_SIDE
+# pixels. A real face comes out upright and centred, where HOG scores it higher than in the photo; on a false hit the
+# landmarks are fitted to nothing and the "aligned" chip is no face. The landmarks cost ~1 ms and the HOG run on
+# the 100-px chip ~1 ms, against ~210 ms for the CNN on a 200-px crop (benchmarks/RESULTS.md, "Detection on photos").
+# Measured by benchmarks.detection_verifiers on the HOG hits scoring 0 .. 0.5 of all three passes (1x, 1.4x,
+# thorough's 2x): on the detection benchmark's photos (--n 24 --n-small 12, seed 0) and 100 face-free scene crops,
+# the 78 faces score -0.22 or more on their 100-px chip (3 under 0), the 3 false hits (the astronaut's badge, two
+# scene crops) -0.51 or less; on 400 more crops (--negatives 400 --seed 1) the 14 false hits score -0.47 or less.
+# -0.35 is half-way: all 78 faces kept, all 17 false hits dropped, as the CNN does.
+VERIFY_CHIP_SIDE = 100
+VERIFY_CHIP_THRESHOLD = -0.35
 # A face that fills the whole image (a pre-cropped face, a UTKFace chip) often escapes the detectors, which need
 # some context around it: with nothing found, detection runs once more on the image with this fraction of its size
 # added on every side by repeating the edge pixels. On the 781 UTKFace test chips it recovered 25 of the 27 misses
@@ -117,7 +131,7 @@ def _model_path(key: int | str) -> str:
                             f"{', '.join(str(c) for c in candidates) or 'nothing installed'})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shape_predictor(n_points: int) -> dlib.shape_predictor:
     # dlib: one shape_predictor may be used from several threads at once
     return dlib.shape_predictor(_model_path(n_points))
@@ -132,7 +146,7 @@ def _hog_detector() -> dlib.fhog_object_detector:
     return _local.hog
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cnn_path() -> str:
     return _model_path("cnn")
 
@@ -220,8 +234,9 @@ class FaceDetector:
         min_face: detections with a side smaller than this (original pixels) are dropped.
         landmark_model: 68 (default; exactly UTKFace's alignment) or 5 (smaller model, corrected to match).
         threshold: detector score threshold (dlib's default 0).
-        verify_below: HOG detections scoring below this are kept only if the CNN detector confirms them
-            (``None`` disables the check); drops e.g. the badge that HOG takes for a face in skimage's astronaut.
+        verify_below: HOG detections scoring below this are kept only if confirmed (``None`` disables the check):
+            by HOG again on their aligned chip (:data:`VERIFY_CHIP_SIDE`, :data:`VERIFY_CHIP_THRESHOLD`), or by the
+            CNN detector with ``thorough``; drops e.g. the badge that HOG takes for a face in skimage's astronaut.
         max_side: detection runs on a copy whose longest side is at most this.
         pad_retry: when nothing is found, search again with this fraction of the image size added on each side (edge
             pixels repeated), for faces cropped too tightly to be detected; 0 disables the retry.
@@ -231,14 +246,14 @@ class FaceDetector:
             :data:`SMALL_FACE_SIDE` px (a photo where smaller faces may be). Photos whose faces are all larger
             then cost a quarter of the pixels; faces of 40-57 px are found only by ``thorough``, and a small face
             next to a large one (a child far behind an adult close to the camera) can be missed, which ``thorough``
-            avoids. The CNN detector
-            (``detector="cnn"``) always runs at ``upsample``.
+            avoids. ``thorough`` also confirms weak HOG hits with the CNN detector (~210 ms a hit) instead of the
+            chip check (~2 ms). The CNN detector (``detector="cnn"``) always runs at ``upsample``.
     """
 
     def __init__(self, detector: str = "hog", chip_size: int = 200, padding: float = UTKFACE_PADDING,
                  upsample: int = 1, min_face: int = 20, landmark_model: int = 68, threshold: float = 0.0,
-                 verify_below: float | None = VERIFY_BELOW, max_side: int = MAX_DETECT_SIDE, pad_retry: float = PAD_RETRY,
-                 thorough: bool = False) -> None:
+                 verify_below: float | None = VERIFY_BELOW, max_side: int = MAX_DETECT_SIDE,
+                 pad_retry: float = PAD_RETRY, thorough: bool = False) -> None:
         if detector not in ("hog", "cnn"):
             raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
         if landmark_model not in (5, 68):
@@ -357,10 +372,11 @@ class FaceDetector:
 
     def _verified(self, arr: np.ndarray,
                   found: list[tuple[dlib.rectangle, float]]) -> list[tuple[dlib.rectangle, float]]:
-        """HOG boxes with the weak ones kept only when the CNN confirms them."""
+        """HOG boxes with the weak ones kept only when confirmed: by the chip check, or the CNN if thorough."""
         if self.verify_below is None:
             return found
-        return [(r, s) for r, s in found if s >= self.verify_below or _cnn_confirms(arr, r)]
+        confirms = _cnn_confirms if self.thorough else _chip_confirms
+        return [(r, s) for r, s in found if s >= self.verify_below or confirms(arr, r)]
 
     def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float) -> Face:
         shape = _shape_predictor(self.landmark_model)(arr, rect)
@@ -375,6 +391,15 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:
+    """Whether HOG finds a face on the (weak) hit's chip aligned by its 68 landmarks (see :data:`VERIFY_CHIP_SIDE`)."""
+    shape = _shape_predictor(68)(arr, rect)
+    details = dlib.get_face_chip_details(shape, size=VERIFY_CHIP_SIDE, padding=UTKFACE_PADDING)
+    chip = dlib.extract_image_chip(arr, details)
+    _, scores, _ = _hog_detector().run(chip, 0, VERIFY_CHIP_THRESHOLD)
+    return len(scores) > 0
 
 
 def _cnn_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:

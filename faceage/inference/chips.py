@@ -23,7 +23,7 @@ class FaceChips:
         input_config: the model's ``config["input"]`` (``image_size``, ``mean``, ``std``, ``crop``, ``alignment``).
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
-        thorough: HOG always upsampled (see :class:`faceage.data.detect.FaceDetector`).
+        thorough: HOG always upsampled and weak hits confirmed by the CNN (see :class:`faceage.data.detect.FaceDetector`).
     """
 
     def __init__(self, input_config: dict, detect: bool = True, detector: str = "hog", thorough: bool = False) -> None:

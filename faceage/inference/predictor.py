@@ -145,7 +145,7 @@ class Predictor:
             (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
-        thorough: HOG always upsampled (faces from ~40 px everywhere, slower); by default it upsamples only photos
+        thorough: HOG always upsampled and weak hits confirmed by dlib's CNN (faces from ~40 px everywhere, slower); by default it upsamples only photos
             where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
         workers: threads decoding (and detecting) images in parallel (default: :func:`default_workers`).

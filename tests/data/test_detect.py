@@ -224,3 +224,70 @@ def test_astronaut_once_in_thorough_mode_too(astronaut, faces):
     thorough = FaceDetector(thorough=True).detect(astronaut)
     assert len(thorough) == 1
     assert np.abs(np.array(thorough[0].box) - np.array(faces[0].box)).max() <= 12
+
+
+# ---- weak HOG hits: confirmed by HOG on their aligned chip by default, by the CNN when thorough -------------------
+
+
+def no_cnn(monkeypatch) -> None:
+    def fail(arr, rect):
+        raise AssertionError("the default detection must not run the CNN")
+
+    monkeypatch.setattr(detect_module, "_cnn_confirms", fail)
+
+
+def count_calls(monkeypatch, name: str) -> list:
+    calls = []
+    real = getattr(detect_module, name)
+
+    def spy(arr, rect):
+        calls.append(rect)
+        return real(arr, rect)
+
+    monkeypatch.setattr(detect_module, name, spy)
+    return calls
+
+
+def weak_tilted_face(astronaut) -> tuple[Image.Image, tuple[int, int]]:
+    """The astronaut's head tilted by 20 degrees, dlib box ~73 px, on noise: HOG scores it ~0.07, its chip ~1.36."""
+    return pasted(astronaut.rotate(20, resample=Image.Resampling.BILINEAR, center=(220, 121)), 60)
+
+
+def test_weak_face_on_noise_is_kept_by_the_chip_check(astronaut, monkeypatch):
+    img, centre = weak_tilted_face(astronaut)
+    arr = np.asarray(img)
+    rects, scores, _ = detect_module._hog_detector().run(arr, 0, 0.0)
+    assert len(rects) == 1 and 0 <= scores[0] < 0.2 < detect_module.VERIFY_BELOW  # a weak hit
+    no_cnn(monkeypatch)
+    calls = count_calls(monkeypatch, "_chip_confirms")
+    faces = FaceDetector(upsample=0).detect(img)
+    assert len(calls) == 1 and len(faces) == 1 and contains(faces[0], centre)
+    assert faces[0].score == pytest.approx(scores[0])
+    # upright and centred on its chip, the face scores far above the threshold: still confirmed at 1.0 (-0.35)
+    monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", 1.0)
+    assert detect_module._chip_confirms(arr, rects[0])
+
+
+def test_badge_is_rejected_by_the_chip_check(astronaut, monkeypatch):
+    """Doubled, the astronaut gives the first HOG pass her face (1.22) and the mission badge (0.05): the badge's
+    "aligned" chip is no face (HOG scores it -0.73), so exactly one face comes back, without the CNN."""
+    big = astronaut.resize((1024, 1024), Image.Resampling.BILINEAR)
+    unverified = FaceDetector(verify_below=None).detect(big)
+    assert len(unverified) == 2 and unverified[1].score < 0.1 and unverified[0].score > 1.0
+    no_cnn(monkeypatch)
+    calls = count_calls(monkeypatch, "_chip_confirms")
+    faces = FaceDetector().detect(big)
+    assert len(calls) == 1 and len(faces) == 1 and faces[0].box == unverified[0].box
+    left, top, right, bottom = unverified[1].box
+    monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", -0.6)  # rejected with a margin
+    assert not detect_module._chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1))
+
+
+def test_thorough_confirms_weak_hits_with_the_cnn(astronaut, monkeypatch):
+    def fail(arr, rect):
+        raise AssertionError("thorough confirms with the CNN")
+
+    monkeypatch.setattr(detect_module, "_chip_confirms", fail)
+    calls = count_calls(monkeypatch, "_cnn_confirms")
+    faces = FaceDetector(thorough=True).detect(astronaut)  # the badge (0.12) goes to the CNN, which rejects it
+    assert len(calls) == 1 and len(faces) == 1
