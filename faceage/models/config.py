@@ -168,3 +168,46 @@ class AgeModelConfig:
     def to_dict(self) -> dict:
         """The plain JSON dict (what ``config.json`` and checkpoints store)."""
         return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class PairModelConfig:
+    """What rebuilds a pair model ("who is older"): its ``config.json`` / checkpoint ``pair_model_config`` is
+    :meth:`to_dict` of it. One typed config for every kind; a kind uses the fields it needs.
+
+    Attributes:
+        kind: the registered pair model (``faceage.models.pairs.PAIR_MODELS``).
+        input: the preprocessing (the same keys as :attr:`AgeModelConfig.input`).
+        backbone: the image backbone (``siamese``, ``six_channel``).
+        hidden: MLP widths after the features (``siamese``, ``six_channel``, ``age_feature``).
+        dropout: dropout in that MLP.
+        age_model: where the age model came from (``age_*`` kinds; ``None``: the bundled model or an object).
+        age_model_config: that age model's config, so the pair model rebuilds without the original files.
+        age_scale: years per logit unit without an age distribution (``age_difference``).
+    """
+
+    kind: str
+    input: dict = field(default_factory=dict)
+    backbone: str | None = None
+    hidden: list = field(default_factory=list)
+    dropout: float = 0.0
+    age_model: str | None = None
+    age_model_config: dict | None = None
+    age_scale: float | None = None
+
+    @classmethod
+    def from_dict(cls, config: dict, source: str | Path = "pair model config") -> PairModelConfig:
+        """From a pair model's config (metadata keys ignored); one-line error naming ``source`` otherwise."""
+        validate_model_config(config, source)
+        names = {f.name for f in fields(cls)}
+        unknown = set(config) - names - set(METADATA_KEYS)
+        if unknown:
+            raise ModelConfigError(f"{source}: pair model config has unknown keys: {sorted(unknown)}")
+        if not isinstance(config.get("kind"), str):
+            raise ModelConfigError(f"{source}: a pair model config needs a 'kind'")
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def to_dict(self) -> dict:
+        """The plain dict, without the fields this kind leaves unset."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.loads(json.dumps(out))

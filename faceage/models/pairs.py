@@ -31,6 +31,7 @@ from torch import nn
 from faceage._registry import Registry
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel, load_model
 from faceage.models.backbones import create_backbone
+from faceage.models.config import PairModelConfig
 from faceage.models.files import builder, load_directory, model_directory, model_from_checkpoint, model_kind, read_checkpoint, read_directory_config
 
 PAIR_MODELS: Registry[type[PairModel]] = Registry("pair model")
@@ -156,7 +157,8 @@ class PairModel(nn.Module):
         return torch.sigmoid(self(left, right))
 
     def _base_config(self, **extra) -> dict:
-        return {"kind": self.kind, **extra, "input": self.input_config}
+        """The model's :class:`PairModelConfig` as its plain dict."""
+        return PairModelConfig(kind=self.kind, input=self.input_config, **extra).to_dict()
 
     # ---- persistence (the AgeModel layout: model.safetensors + config.json) ---------------------------------
     save_pretrained = AgeModel.save_pretrained
@@ -164,9 +166,8 @@ class PairModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> PairModel:
         """Rebuilds the architecture (random weights, no download) from a ``config``; dispatches on ``kind``."""
-        kind = config.get("kind")
         if cls is PairModel:
-            return PAIR_MODELS.get(kind).from_config(config)
+            return PAIR_MODELS.get(PairModelConfig.from_dict(config).kind).from_config(config)
         raise NotImplementedError
 
     @classmethod

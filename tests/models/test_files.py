@@ -86,3 +86,17 @@ def test_writes_are_atomic(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [CONFIG_NAME]  # no temp file left behind
     save_module(_tiny(), _tiny().config, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+
+
+def test_pair_model_config_is_typed_and_checked():
+    from faceage.models.config import PairModelConfig
+    from faceage.models.pairs import create_pair_model
+
+    model = create_pair_model("siamese", backbone="resnet18", pretrained=False, image_size=32, hidden=[8])
+    cfg = PairModelConfig.from_dict(model.config)
+    assert cfg.kind == "siamese" and cfg.backbone == "resnet18" and cfg.hidden == [8] and cfg.input["image_size"] == 32
+    assert cfg.to_dict() == model.config
+    with pytest.raises(ModelConfigError, match=r"unknown keys: \['colour'\]"):
+        PairModelConfig.from_dict({**model.config, "colour": 1})
+    with pytest.raises(ModelConfigError, match="needs a 'kind'"):
+        PairModelConfig.from_dict({"input": {}})
