@@ -141,6 +141,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        # ModelCheckpoint's own (private) save-last path: no public hook saves last.ckpt both every N steps and at
+        # epoch ends, and going through it keeps last_model_path, the "last" link and the callback state consistent
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
