@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from faceage.models.files import write_config
+
 TARGET = Path(__file__).resolve().parents[1] / "faceage" / "weights" / "default"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
 
@@ -181,7 +183,7 @@ def build(args: argparse.Namespace) -> None:
         config["onnx"] = {"precision": "int8", "note": "static QDQ quantization by ONNX Runtime, calibrated on 256 training-split faces"}
     else:
         config["onnx"] = {"precision": "float32", "note": "equal to the PyTorch model within 1e-4"}
-    (target / "config.json").write_text(json.dumps(config, indent=2))
+    write_config(target, config)
     size = sum(f.stat().st_size for f in target.iterdir()) / 1e6
     print(f"bundled {len(models)} model(s) into {target} ({size:.1f} MB); now run faceage report on it and then `card`")
 
@@ -192,7 +194,7 @@ def card(args: argparse.Namespace) -> None:
     result = report.get("metrics", report)  # faceage report's report.json, or faceage test's test_results.json
     config = json.loads((target / "config.json").read_text())
     config["metrics"] = {"test": result["overall"], "gender": result.get("gender"), "race": result.get("race")}
-    (target / "config.json").write_text(json.dumps(config, indent=2))
+    write_config(target, config)
     source = report.get("source", str(args.results))
     (target / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface"), args.note))
     print(f"wrote {target / 'MODEL_CARD.md'}")

@@ -26,7 +26,6 @@ Two things are fitted and stored under ``config["calibration"]`` (the applied si
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,13 +214,12 @@ def fit_calibration(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_ag
 def write_calibration(model_dir: str | Path, calibration: dict[str, Any]) -> Path:
     """Stores ``calibration`` under ``"calibration"`` in ``MODEL_DIR/config.json`` (atomically: readers see the old
     or the new file, never half of one)."""
-    from faceage._io import write_text_atomic
+    from faceage.models.config import read_model_config
+    from faceage.models.files import CONFIG_NAME, write_config
 
-    path = Path(model_dir) / "config.json"
-    config = json.loads(path.read_text())
+    config = read_model_config(Path(model_dir) / CONFIG_NAME)
     config[CALIBRATION_KEY] = calibration
-    write_text_atomic(path, json.dumps(config, indent=2) + "\n")
-    return path
+    return write_config(model_dir, config)
 
 
 # ------------------------------------------------------------------------------------------- calibration data

@@ -23,6 +23,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from faceage.data.images import ImageLoadError, load_image
 from faceage.data.records import GENDERS
 from faceage.evaluation.metrics import AGE_BAND_LABELS, age_band_index, age_metrics, group_codes
+from faceage.models.ages import reported_age
 
 BASELINE = "none"
 PERTURBATIONS: tuple[str, ...] = ("brightness", "blur", "jpeg", "rotation", "crop_margin")
@@ -119,12 +120,15 @@ def face_chips(predictor: Any, images: Sequence[Any]) -> tuple[list[Image.Image]
 
 
 def chip_outputs(predictor: Any, chips: Sequence[Image.Image], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """The predictor's answers for aligned chips (:meth:`~faceage.inference.predictor.Predictor.predict_chips`, no
-    detection) as arrays: ``{"age": (N,), "gender_prob": (N,)?}`` (ages as the predictor reports them, P(female))."""
-    faces = [f for start in range(0, len(chips), batch_size) for f in predictor.predict_chips(list(chips[start : start + batch_size]))]
-    out = {"age": np.array([f.age for f in faces], dtype=np.float64)}
-    if faces and faces[0].gender is not None:
-        out["gender_prob"] = np.array([f.gender_p if f.gender == "female" else 1.0 - f.gender_p for f in faces])
+    """The predictor's engine outputs for aligned chips (no detection; :meth:`FaceChips.preprocess
+    <faceage.inference.chips.FaceChips.preprocess>` then :meth:`~faceage.inference.predictor.Predictor.run`), in
+    batches of ``batch_size``: ``{"age": (N,), "gender_prob": (N,)?, ...}``, ages as the predictor reports them."""
+    outs = [predictor.run(predictor.face_chips.preprocess(list(chips[start : start + batch_size])))
+            for start in range(0, len(chips), batch_size)]
+    if not outs:
+        return {"age": np.zeros(0)}
+    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    out["age"] = reported_age(out["age"], predictor.round_ages)
     return out
 
 

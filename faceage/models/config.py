@@ -163,7 +163,7 @@ class AgeModelConfig:
         """From flat keyword arguments, the input keys (``image_size``, ``crop``, ...) beside the others."""
         inp = {k: kwargs.pop(k) for k in INPUT_KEYS if k in kwargs and kwargs[k] is not None}
         kwargs.pop("input", None)
-        return cls(**{k: v for k, v in kwargs.items() if v is not None or k == "gender_net"}, input=inp)
+        return cls(**{k: v for k, v in kwargs.items() if v is not None}, input=inp)
 
     def to_dict(self) -> dict:
         """The plain JSON dict (what ``config.json`` and checkpoints store)."""

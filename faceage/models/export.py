@@ -82,10 +82,9 @@ def export_model(model: AgeModel, out: str | Path, fmt: str = "onnx", calibratio
         calibration: ONNX only: faces from :func:`calibration_batch`; given, the graph is static int8
             (:func:`quantize_onnx` of an fp32 export).
     """
-    import json
     import tempfile
 
-    from faceage._io import write_text_atomic
+    from faceage.models.files import CONFIG_NAME, write_config
 
     out = Path(out)
     if calibration is not None:
@@ -93,7 +92,6 @@ def export_model(model: AgeModel, out: str | Path, fmt: str = "onnx", calibratio
             quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out, calibration)
     else:
         (export_onnx if fmt == "onnx" else export_torchscript)(model, out)
-    config_target = out.parent / "config.json"
-    if not config_target.exists():
-        write_text_atomic(config_target, json.dumps(model.config, indent=2))
+    if not (out.parent / CONFIG_NAME).exists():
+        write_config(out.parent, model.config)
     return out

@@ -81,7 +81,7 @@ def export_dir(model: str | Path) -> Path:
     there)."""
     path = Path(model)
     if path.suffix in (".safetensors", ".onnx"):
-        return path.parent
+        return model_directory(path)
     if path.suffix == ".ckpt" or (path.is_file() and not path.is_dir()):
         return path.with_suffix("")
     return path
@@ -135,10 +135,11 @@ def save_module(module, config: dict, directory: str | Path, extra: dict | None 
 
 
 def write_config(directory: str | Path, config: dict) -> Path:
-    """Writes (atomically) a model directory's ``config.json``."""
+    """Writes (atomically) a model directory's ``config.json``: the one writer of that file (save, export,
+    calibrate and the bundling script all go through it)."""
     target = Path(directory) / CONFIG_NAME
     with atomic_target(target) as tmp:
-        tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return target
 
 
@@ -235,16 +236,6 @@ def model_from_checkpoint(ckpt: dict, source: str | Path):
     model = builder(model_kind(config))(config)
     model.load_state_dict(model_state(ckpt["state_dict"]))
     return model.eval()
-
-
-def load_any(source: str | Path):
-    """Any faceage model file: a model directory (age, ensemble or pair), its ``.safetensors``, or a checkpoint."""
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: model not found")
-    if path.is_dir() or path.suffix == ".safetensors":
-        return load_directory(model_directory(path))
-    return model_from_checkpoint(read_checkpoint(path), path)
 
 
 def source_kind(source: str | Path) -> str | None:

@@ -14,7 +14,6 @@ from faceage.models.ensemble import AgeEnsemble
 from faceage.models.files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    load_any,
     model_kind,
     model_state,
     save_module,
@@ -53,7 +52,7 @@ def test_kinds_and_dispatch(tmp_path):
     ens.save_pretrained(tmp_path / "e")
     assert source_kind(tmp_path / "a") == "age" and source_kind(tmp_path / "e" / WEIGHTS_NAME) == "ensemble"
     assert source_kind(tmp_path / "missing") is None
-    assert isinstance(load_any(tmp_path / "a"), AgeModel) and isinstance(load_any(tmp_path / "e"), AgeEnsemble)
+    assert isinstance(load_model(tmp_path / "a"), AgeModel) and isinstance(load_model(tmp_path / "e"), AgeEnsemble)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(load_model(tmp_path / "e").decode(load_model(tmp_path / "e")(x))["age"], ens.decode(ens(x))["age"])
