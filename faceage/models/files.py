@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from faceage._io import atomic_target
-from faceage.models.config import read_model_config, validate_model_config
+from faceage.models.config import ModelConfigError, read_model_config, validate_model_config
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -105,11 +105,25 @@ def load_directory(directory: str | Path, build: Callable[[dict], Any] | None = 
 
     directory = Path(directory)
     config = read_directory_config(directory, what)
-    model = (build or builder(model_kind(config)))(config)
+    model = _built(build or builder(model_kind(config)), config, directory / CONFIG_NAME)
     if "calibration" in config:
         model.config["calibration"] = config["calibration"]
     model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
     return model.eval()
+
+
+def _built(build: Callable[[dict], Any], config: dict, source: str | Path):
+    """``build(config)``, with any config problem it finds (an unknown key or backbone, a bad value) as one
+    :class:`ModelConfigError` line that names ``source``, the file the config came from."""
+    try:
+        return build(config)
+    except ModelConfigError as e:
+        if str(e).startswith(str(source)):
+            raise
+        raise ModelConfigError(f"{source}: {e}") from None
+    except (ValueError, KeyError) as e:
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) would add quotes
+        raise ModelConfigError(f"{source}: {reason}") from None
 
 
 def save_module(module, config: dict, directory: str | Path, extra: dict | None = None, dtype: str = "float32") -> Path:
@@ -233,7 +247,7 @@ def model_from_checkpoint(ckpt: dict, source: str | Path):
         raise ValueError(f"{source}: not a faceage checkpoint (no 'model_config' or 'pair_model_config' entry)")
     key = "pair_model_config" if kind == "pair" else "model_config"
     config = validate_model_config(ckpt[key], f"{source}: {key}")
-    model = builder(model_kind(config))(config)
+    model = _built(builder(model_kind(config)), config, f"{source}: {key}")
     model.load_state_dict(model_state(ckpt["state_dict"]))
     return model.eval()
 

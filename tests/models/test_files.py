@@ -99,3 +99,15 @@ def test_pair_model_config_is_typed_and_checked():
         PairModelConfig.from_dict({**model.config, "colour": 1})
     with pytest.raises(ModelConfigError, match="needs a 'kind'"):
         PairModelConfig.from_dict({"input": {}})
+
+
+def test_a_bad_config_names_its_file(tmp_path):
+    _tiny().save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / CONFIG_NAME
+    config = json.loads(path.read_text())
+    for change, problem in (({"backbone": "nosuchnet"}, "unknown backbone 'nosuchnet'"),
+                            ({"input": {**config["input"], "imagesize": 3}}, r"unknown input keys \['imagesize'\]"),
+                            ({"gender_net": "vgg"}, "gender_net must be null or 'cydral'")):
+        path.write_text(json.dumps({**config, **change}))
+        with pytest.raises(ModelConfigError, match=f"^{path}: .*{problem}"):
+            load_model(tmp_path / "m")
