@@ -31,6 +31,7 @@ from benchmarks.detection import (
     CANVAS,
     DEFAULT_DATA,
     IOU_MATCH,
+    PART1_NAMES,
     SCENES,
     Photo,
     _scene,
@@ -91,7 +92,7 @@ def chip_points(shape, details) -> np.ndarray:
 
 
 def mean_shape(data: Path, n: int = 200) -> np.ndarray:
-    names = sorted((Path(__file__).with_name("utkface_part1_names.txt")).read_text().split())[:: 40][:n]
+    names = sorted(PART1_NAMES.read_text().split())[:: 40][:n]
     sp = det._shape_predictor(68)
     shapes = []
     for name in names:

@@ -14,10 +14,11 @@ or output file, no input images)."""
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """Batch, decoding threads, engine threads and device: the options of every command that runs the model on files."""
+    """Batch, image workers, engine threads and device: the options of every command that runs the model on files."""
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None,
-                   help="image decoding threads (default: one per core with detection, one per two cores with "
+                   help="image decoding (and detection) workers: processes when faces are detected in 16+ files on "
+                        "Linux, threads otherwise (default: one per core with detection, one per two cores with "
                         "--no-detect)")
     p.add_argument("--threads", type=int, default=None, help="engine intra-op threads")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",

@@ -148,7 +148,8 @@ class Predictor:
         thorough: HOG always upsampled and weak hits confirmed by dlib's CNN (faces from ~40 px everywhere, slower); by default it upsamples only photos
             where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
-        workers: threads decoding (and detecting) images in parallel (default: :func:`default_workers`).
+        workers: helpers decoding (and detecting) images in parallel (default: :func:`default_workers`): worker
+            processes when :meth:`predict_files` detects faces in many files, threads otherwise.
         threads: intra-op threads of the engine (default: library default).
         round_ages: report whole-year ages (default: the model config's ``round_ages``); ``False`` gives the
             expected age unrounded.
@@ -200,6 +201,7 @@ class Predictor:
         self.batch_size = batch_size
         self.workers = default_workers(detect) if workers is None else workers
         self.face_chips = FaceChips(self.input_config, detect, detector, thorough)
+        self._pool = None  # worker processes of predict_files (started on first use)
 
     @property
     def detector(self):
@@ -280,18 +282,13 @@ class Predictor:
 
     def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
         """Files/folders -> one :class:`FileResult` per image file, in order; bad files carry their error and the
-        rest go on. Images are decoded in ``workers`` threads (a bounded number ahead of the engine) and faces are
-        batched across files; results do not depend on ``batch_size``."""
+        rest go on. Images are decoded (and faces detected) by ``workers`` helpers, a bounded number of files ahead
+        of the engine, and faces are batched across files; results do not depend on ``batch_size`` or ``workers``.
+
+        The helpers are worker processes when faces are detected in at least :data:`PROCESS_POOL_MIN_FILES` files
+        with ``workers > 1`` (the pool is started once and kept until :meth:`close`), threads otherwise. A file that
+        kills its worker process (a crash in a native decoder) gets its own error and the pool is restarted."""
         files = expand_inputs(paths)
-
-        def prepare(path: str):
-            try:
-                return self.chips(path)
-            except ImageLoadError as e:
-                return e
-            except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
-                return ImageLoadError(path, f"{type(e).__name__}: {e}")
-
         # (path, boxes, arrays, error) in input order; errors wait here too so that batches stay full
         pending: list[tuple[str, list, np.ndarray | None, str | None]] = []
 
@@ -314,31 +311,147 @@ class Predictor:
             pending.clear()
 
         ahead = max(1, self.workers) * 4 + self.batch_size  # bounds memory on huge folders
-        with ThreadPoolExecutor(max(1, self.workers)) as pool:
-            futures: deque = deque()
-            queue = iter(files)
-            n_faces = 0
-            try:
-                for path in queue:
-                    futures.append((path, pool.submit(prepare, path)))
-                    if len(futures) >= ahead:
-                        break
-                while futures:
-                    path, future = futures.popleft()
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        futures.append((nxt, pool.submit(prepare, nxt)))
-                    prepared = future.result()
-                    if isinstance(prepared, ImageLoadError):
-                        pending.append((path, [], None, prepared.problem))
-                    else:
-                        boxes, arrays = prepared
-                        pending.append((path, boxes, arrays, None))
-                        n_faces += len(boxes)
-                    if n_faces >= self.batch_size or len(pending) >= ahead:
-                        yield from flush()
-                        n_faces = 0
+        n_faces = 0
+        for path, prepared in self._prepared(files, ahead):
+            if isinstance(prepared, str):
+                pending.append((path, [], None, prepared))
+            else:
+                boxes, arrays = prepared
+                pending.append((path, boxes, arrays, None))
+                n_faces += len(boxes)
+            if n_faces >= self.batch_size or len(pending) >= ahead:
                 yield from flush()
-            finally:
-                for _, future in futures:  # consumer stopped early: drop the work not yet started
-                    future.cancel()
+                n_faces = 0
+        yield from flush()
+
+    def _prepared(self, files: list[str], ahead: int) -> Iterator[tuple[str, tuple | str]]:
+        """``(path, (boxes, chips) or problem)`` for each file in order, prepared at most ``ahead`` files ahead."""
+        if self.detect and self.workers > 1 and len(files) >= PROCESS_POOL_MIN_FILES and _can_fork():
+            yield from self._prepared_in_processes(files, ahead)
+            return
+        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            yield from _in_order(files, ahead, lambda path: pool.submit(_prepare, self.face_chips, path))
+
+    def _prepared_in_processes(self, files: list[str], ahead: int) -> Iterator[tuple[str, tuple | str]]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        queue = iter(files)
+        retry: deque[str] = deque()  # files whose worker died before they were done: submitted again first
+        while True:
+            todo = [*retry, *queue]
+            retry.clear()
+            if not todo:
+                return
+            queue = iter(todo)
+            pool = self._process_pool()
+            results = _in_order(queue, ahead, lambda path: pool.submit(_prepare_in_worker, path), keep=True)
+            for path, prepared, waiting in results:
+                if not isinstance(prepared, BrokenProcessPool):
+                    yield path, prepared
+                    continue
+                # the pool is broken: every file not yet done goes again, the first alone to find the culprit
+                self.close()
+                alone = self._process_pool().submit(_prepare_in_worker, path)
+                try:
+                    yield path, alone.result()
+                except BrokenProcessPool:
+                    self.close()
+                    yield path, "the image crashed the face detector (its worker process died)"
+                retry.extend(waiting)
+                break
+
+    def _process_pool(self):
+        """The worker processes (started on first use; each builds its own detector once)."""
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            fc = self.face_chips
+            fc.detector.load()  # loaded once here, shared by the forked workers
+            ctx = mp.get_context("fork")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(fc.input_config, fc.detect, fc.detector_kind, fc.thorough))
+        return self._pool
+
+    def close(self) -> None:
+        """Stops the worker processes of :meth:`predict_files`, if any (they also stop when the predictor is
+        garbage-collected or the interpreter exits)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---- image workers --------------------------------------------------------------------------------------------
+# With detection, photos are prepared in worker processes: dlib's HOG releases the GIL, but its landmarks, the chips
+# and the Python around them do not, and two threads used only ~1.5 of 2 cores. On 48 photos of four 130-px faces
+# (2 cores), two threads gave 25.5 photos/s, two processes 36.8 (benchmarks/RESULTS.md, "Detection on photos").
+# The workers are forked, as PyTorch's DataLoader forks its workers: they start at once, share the dlib models already
+# loaded here, and need no `if __name__ == "__main__"` guard in the user's script (spawn and forkserver re-import the
+# main module). They use only dlib, Pillow and NumPy, never the engine whose threads run in this process. Where fork
+# is not the platform's way (macOS, Windows) the helpers stay threads.
+PROCESS_POOL_MIN_FILES = 16  # fewer files: threads (forking the workers costs more than a few photos)
+_worker_chips: FaceChips | None = None
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+
+
+def _init_worker(input_config: dict, detect: bool, detector: str, thorough: bool) -> None:
+    global _worker_chips
+    _worker_chips = FaceChips(input_config, detect, detector, thorough)
+
+
+def _prepare_in_worker(path: str) -> tuple | str:
+    return _prepare(_worker_chips, path)
+
+
+def _prepare(face_chips: FaceChips, path: str) -> tuple | str:
+    """``(boxes, chips)`` of one file, or the one-line problem with it."""
+    try:
+        return face_chips(path)
+    except ImageLoadError as e:
+        return e.problem
+    except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
+        return f"{type(e).__name__}: {e}"
+
+
+def _in_order(paths: Iterable[str], ahead: int, submit, keep: bool = False) -> Iterator[tuple]:
+    """Submits ``submit(path)`` at most ``ahead`` paths ahead and yields ``(path, result)`` in input order (an
+    exception raised by the job becomes the result). With ``keep`` it yields ``(path, result, waiting)`` too, the
+    paths not yet done (``None`` unless the result is an exception, where it stops)."""
+    futures: deque = deque()
+    queue = iter(paths)
+    try:
+        for path in queue:
+            futures.append((path, submit(path)))
+            if len(futures) >= ahead:
+                break
+        while futures:
+            path, future = futures.popleft()
+            nxt = next(queue, None)
+            if nxt is not None:
+                futures.append((nxt, submit(nxt)))
+            try:
+                result = future.result()
+            except Exception as e:  # noqa: BLE001 - handed to the caller, which knows what it means
+                result = e
+            if not keep:
+                yield path, result
+            elif not isinstance(result, BaseException):
+                yield path, result, None
+            else:
+                yield path, result, [p for p, _ in futures] + list(queue)
+                return
+    finally:
+        for _, future in futures:  # consumer stopped early: drop the work not yet started
+            future.cancel()

@@ -149,6 +149,31 @@ def test_tightly_cropped_face_is_found_by_the_padded_retry(astronaut):
         FaceDetector(pad_retry=2)
 
 
+def test_padded_retry_on_a_big_tight_crop_looks_at_a_small_copy(astronaut, monkeypatch):
+    """A tight crop enlarged to 600 px fills the frame: the retry finds it on a copy whose short side is
+    PAD_RETRY_SIDE, in one pass (no fine pass), and maps box and landmarks back to the crop's pixels."""
+    faces = FaceDetector().detect(astronaut)
+    left, top, right, bottom = faces[0].box
+    inset = (right - left) // 10
+    crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset)).resize((600, 600))
+    detector = FaceDetector()
+    sizes = []
+    real = FaceDetector._hog
+
+    def spy(self, arr, upsample):
+        sizes.append(arr.shape[:2])
+        return real(self, arr, upsample)
+
+    monkeypatch.setattr(FaceDetector, "_hog", spy)
+    found = detector.detect(crop)
+    # the crop itself (1x and 1.4x), then the padded copy (900 px) seen at 400 px only
+    assert sizes[-1] == (detect_module.PAD_RETRY_SIDE, detect_module.PAD_RETRY_SIDE) and len(sizes) == 3, sizes
+    assert len(found) == 1 and found[0].box == (0, 0, 600, 600)
+    scale = 600 / (right - left - 2 * inset)
+    expected = (faces[0].landmarks - np.array([left + inset, top + inset])) * scale
+    assert np.abs(found[0].landmarks - expected).max() <= 5 * scale
+
+
 # ---- coarse-to-fine HOG: upsampled only where faces may be small ------------------------------------------------
 
 
