@@ -344,7 +344,7 @@ class Predictor:
                 return
             queue = iter(todo)
             pool = self._process_pool()
-            results = _in_order(queue, ahead, lambda path: pool.submit(_prepare_in_worker, path), keep=True)
+            results = _in_order(queue, ahead, lambda path, pool=pool: pool.submit(_prepare_in_worker, path), keep=True)
             for path, prepared, waiting in results:
                 if not isinstance(prepared, BrokenProcessPool):
                     yield path, prepared
