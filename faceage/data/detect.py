@@ -6,8 +6,9 @@ face the way UTKFace does. :data:`UTKFACE_PADDING` (with dlib's 68-point landmar
 
 Pipeline of :meth:`FaceDetector.detect`: dlib's HOG frontal face detector (or the MMOD CNN) on a copy downscaled to
 at most :data:`MAX_DETECT_SIDE` pixels, weak HOG hits confirmed by HOG again on their aligned chip (the CNN with
-``thorough=True``), landmarks on the full-resolution image, then ``dlib.get_face_chip_details`` +
-``extract_image_chip`` (the two halves of ``dlib.get_face_chip``).
+``thorough=True``; hits down to :data:`WEAK_THRESHOLD`, under dlib's threshold, by a stricter chip check), landmarks
+on the full-resolution image, then ``dlib.get_face_chip_details`` + ``extract_image_chip`` (the two halves of
+``dlib.get_face_chip``).
 
 HOG runs coarse to fine: first without upsampling (dlib boxes from ~73 px), and on a copy enlarged by
 :data:`FINE_SCALE` (boxes from ~57 px: a 64-px UTKFace-like face crop) only when that pass found nothing or found a
@@ -62,6 +63,13 @@ VERIFY_BELOW = 0.5  # HOG detections scoring below this must be confirmed (by th
 # -0.35 is half-way: all 78 faces kept, all 17 false hits dropped, as the CNN does.
 VERIFY_CHIP_SIDE = 100
 VERIFY_CHIP_THRESHOLD = -0.35
+# Weak hits: without thorough, HOG also reports boxes scoring from WEAK_THRESHOLD up to the detector threshold (dlib's
+# 0), and keeps them only when HOG on their chip scores at least WEAK_CHIP_THRESHOLD. Measured by
+# benchmarks.studies.detection_verifiers (--n 100 --n-small 50 --negatives 400, seed 0) on the hits scoring -0.3 .. 0:
+# in the pass without upsampling 61 faces and 11 false hits, of which a chip score >= 0 keeps 58 faces and no false
+# hit; in the 1.4x pass 17 faces and 17 false hits, of which it keeps 12 and 1.
+WEAK_THRESHOLD = -0.3
+WEAK_CHIP_THRESHOLD = 0.0
 # A face that fills the whole image (a pre-cropped face, a UTKFace chip) often escapes the detectors, which need
 # some context around it: with nothing found, detection runs once more on the image with this fraction of its size
 # added on every side by repeating the edge pixels. On the 781 UTKFace test chips it recovered 25 of the 27 misses
@@ -241,6 +249,8 @@ class FaceDetector:
         verify_below: HOG detections scoring below this are kept only if confirmed (``None`` disables the check):
             by HOG again on their aligned chip (:data:`VERIFY_CHIP_SIDE`, :data:`VERIFY_CHIP_THRESHOLD`), or by the
             CNN detector with ``thorough``; drops e.g. the badge that HOG takes for a face in skimage's astronaut.
+            Without ``thorough``, hits scoring from :data:`WEAK_THRESHOLD` up to ``threshold`` are reported too and
+            kept only when their chip scores :data:`WEAK_CHIP_THRESHOLD` or more.
         max_side: detection runs on a copy whose longest side is at most this.
         pad_retry: when nothing is found, search again with this fraction of the image size added on each side (edge
             pixels repeated), for faces cropped too tightly to be detected; 0 disables the retry.
@@ -370,18 +380,23 @@ class FaceDetector:
             return [(r, s) for r, s in found if s >= self.threshold]
         if self.thorough or self.upsample <= 0:
             return self._verified(arr, self._hog(arr, self.upsample))
-        found = self._hog(arr, 0)
+        found = self._hog(arr, 0, self._weak_threshold())
         if not fine:
             return self._verified(arr, found)
-        # the decision uses the raw boxes, so that weak hits are sent to the CNN only from the pass that is kept
-        if found and min(min(r.width(), r.height()) for r, _ in found) >= SMALL_FACE_SIDE:
+        # the decision uses the boxes over the threshold, before any check (the checks cost only in the pass kept)
+        strong = [r for r, s in found if s >= self.threshold]
+        if strong and min(min(r.width(), r.height()) for r in strong) >= SMALL_FACE_SIDE:
             found = self._verified(arr, found)
             if found:
                 return found
         return self._verified(arr, self._hog_scaled(arr, min(FINE_SCALE, 2.0 ** self.upsample)))
 
-    def _hog(self, arr: np.ndarray, upsample: int) -> list[tuple[dlib.rectangle, float]]:
-        rects, scores, _ = _hog_detector().run(arr, upsample, self.threshold)
+    def _weak_threshold(self) -> float:
+        """The lowest HOG score reported (weak hits under ``threshold`` are checked on their chip, see WEAK_THRESHOLD)."""
+        return min(self.threshold, WEAK_THRESHOLD) if self.verify_below is not None else self.threshold
+
+    def _hog(self, arr: np.ndarray, upsample: int, threshold: float | None = None) -> list[tuple[dlib.rectangle, float]]:
+        rects, scores, _ = _hog_detector().run(arr, upsample, self.threshold if threshold is None else threshold)
         return list(zip(rects, (float(s) for s in scores)))
 
     def _hog_scaled(self, arr: np.ndarray, scale: float) -> list[tuple[dlib.rectangle, float]]:
@@ -389,15 +404,18 @@ class FaceDetector:
         h, w = arr.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         big = np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.BILINEAR))
-        return [(_scale_rect(r, w / size[0]), s) for r, s in self._hog(big, 0)]
+        return [(_scale_rect(r, w / size[0]), s) for r, s in self._hog(big, 0, self._weak_threshold())]
 
     def _verified(self, arr: np.ndarray,
                   found: list[tuple[dlib.rectangle, float]]) -> list[tuple[dlib.rectangle, float]]:
-        """HOG boxes with the weak ones kept only when confirmed: by the chip check, or the CNN if thorough."""
+        """HOG boxes with the weak ones kept only when confirmed: by the chip check, or the CNN if thorough; hits
+        under ``threshold`` (weak hits, without thorough only) by the stricter chip check."""
         if self.verify_below is None:
             return found
-        confirms = _cnn_confirms if self.thorough else _chip_confirms
-        return [(r, s) for r, s in found if s >= self.verify_below or confirms(arr, r)]
+        if self.thorough:
+            return [(r, s) for r, s in found if s >= self.verify_below or _cnn_confirms(arr, r)]
+        return [(r, s) for r, s in found if s >= self.verify_below
+                or _chip_confirms(arr, r, None if s >= self.threshold else WEAK_CHIP_THRESHOLD)]
 
     def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float) -> Face:
         shape = _shape_predictor(self.landmark_model)(arr, rect)
@@ -414,12 +432,13 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:
-    """Whether HOG finds a face on the (weak) hit's chip aligned by its 68 landmarks (see :data:`VERIFY_CHIP_SIDE`)."""
+def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle, threshold: float | None = None) -> bool:
+    """Whether HOG finds a face scoring ``threshold`` (default :data:`VERIFY_CHIP_THRESHOLD`) or more on the (weak)
+    hit's chip aligned by its 68 landmarks (see :data:`VERIFY_CHIP_SIDE`)."""
     shape = _shape_predictor(68)(arr, rect)
     details = dlib.get_face_chip_details(shape, size=VERIFY_CHIP_SIDE, padding=UTKFACE_PADDING)
     chip = dlib.extract_image_chip(arr, details)
-    _, scores, _ = _hog_detector().run(chip, 0, VERIFY_CHIP_THRESHOLD)
+    _, scores, _ = _hog_detector().run(chip, 0, VERIFY_CHIP_THRESHOLD if threshold is None else threshold)
     return len(scores) > 0
 
 

@@ -154,15 +154,16 @@ def test_padded_retry_on_a_big_tight_crop_looks_at_a_small_copy(astronaut, monke
     PAD_RETRY_SIDE, in one pass (no fine pass), and maps box and landmarks back to the crop's pixels."""
     faces = FaceDetector().detect(astronaut)
     left, top, right, bottom = faces[0].box
-    inset = (right - left) // 10
+    inset = (right - left) // 8  # at // 10 the crop's own weak hit is confirmed: no retry
     crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset)).resize((600, 600))
+    assert FaceDetector(pad_retry=0).detect(crop) == []
     detector = FaceDetector()
     sizes = []
     real = FaceDetector._hog
 
-    def spy(self, arr, upsample):
+    def spy(self, arr, upsample, threshold=None):
         sizes.append(arr.shape[:2])
-        return real(self, arr, upsample)
+        return real(self, arr, upsample, threshold)
 
     monkeypatch.setattr(FaceDetector, "_hog", spy)
     found = detector.detect(crop)
@@ -265,9 +266,9 @@ def count_calls(monkeypatch, name: str) -> list:
     calls = []
     real = getattr(detect_module, name)
 
-    def spy(arr, rect):
+    def spy(arr, rect, *args):
         calls.append(rect)
-        return real(arr, rect)
+        return real(arr, rect, *args)
 
     monkeypatch.setattr(detect_module, name, spy)
     return calls
@@ -302,7 +303,8 @@ def test_badge_is_rejected_by_the_chip_check(astronaut, monkeypatch):
     no_cnn(monkeypatch)
     calls = count_calls(monkeypatch, "_chip_confirms")
     faces = FaceDetector().detect(big)
-    assert len(calls) == 1 and len(faces) == 1 and faces[0].box == unverified[0].box
+    # checked: the badge and one weak hit under dlib's threshold (WEAK_THRESHOLD); both rejected
+    assert len(calls) == 2 and len(faces) == 1 and faces[0].box == unverified[0].box
     left, top, right, bottom = unverified[1].box
     monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", -0.6)  # rejected with a margin
     assert not detect_module._chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1))
@@ -316,3 +318,22 @@ def test_thorough_confirms_weak_hits_with_the_cnn(astronaut, monkeypatch):
     calls = count_calls(monkeypatch, "_cnn_confirms")
     faces = FaceDetector(thorough=True).detect(astronaut)  # the badge (0.12) goes to the CNN, which rejects it
     assert len(calls) == 1 and len(faces) == 1
+
+
+def test_hits_under_dlibs_threshold_need_a_face_on_their_chip(astronaut, monkeypatch):
+    """Weak hits (WEAK_THRESHOLD .. 0) are kept only when HOG scores their chip WEAK_CHIP_THRESHOLD or more: the
+    tilted face's chip (~1.36) passes, the badge's (-0.73) does not, and the check asks for the stricter score."""
+    img, centre = weak_tilted_face(astronaut)
+    face_rect = detect_module._hog_detector().run(np.asarray(img), 0, 0.0)[0][0]
+    big = astronaut.resize((1024, 1024), Image.Resampling.BILINEAR)
+    badge = FaceDetector(verify_below=None).detect(big)[1].box
+    badge_rect = dlib.rectangle(badge[0], badge[1], badge[2] - 1, badge[3] - 1)
+    seen = []
+    real = detect_module._chip_confirms
+    monkeypatch.setattr(detect_module, "_chip_confirms", lambda arr, rect, t=None: seen.append(t) or real(arr, rect, t))
+    detector = FaceDetector()
+    assert detector._weak_threshold() == detect_module.WEAK_THRESHOLD < detector.threshold == 0
+    assert detector._verified(np.asarray(img), [(face_rect, -0.1)]) == [(face_rect, -0.1)]
+    assert detector._verified(np.asarray(big), [(badge_rect, -0.1)]) == []
+    assert seen == [detect_module.WEAK_CHIP_THRESHOLD] * 2
+    assert FaceDetector(verify_below=None)._weak_threshold() == 0  # no check: nothing under the threshold
