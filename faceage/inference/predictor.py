@@ -102,8 +102,8 @@ class FileResult:
 
 
 def default_workers(detect: bool) -> int:
-    """Image threads when none are asked for. With detection, the per-image work (dlib) is the heavy part: one thread
-    per core. On pre-cropped faces the engine is the heavy part and already uses every core, so one thread per two
+    """Image workers when none are asked for. With detection, the per-image work (dlib) is the heavy part: one worker
+    per core (processes for many files, see :meth:`Predictor.predict_files`). On pre-cropped faces the engine is the heavy part and already uses every core, so one thread per two
     cores. On the 2-core machine, 781 chips with the int8 bundle: one thread gave 560-570 faces/s, two gave 476-525
     (benchmarks/RESULTS.md)."""
     cores = os.cpu_count() or 1
