@@ -343,15 +343,14 @@ class Predictor:
             if not todo:
                 return
             queue = iter(todo)
-            pool = self._process_pool()
-            results = _in_order(queue, ahead, lambda path, pool=pool: pool.submit(_prepare_in_worker, path), keep=True)
+            results = _in_order(queue, ahead, self._submit_to_worker, keep=True)
             for path, prepared, waiting in results:
                 if not isinstance(prepared, BrokenProcessPool):
                     yield path, prepared
                     continue
                 # the pool is broken: every file not yet done goes again, the first alone to find the culprit
                 self.close()
-                alone = self._process_pool().submit(_prepare_in_worker, path)
+                alone = self._submit_to_worker(path)
                 try:
                     yield path, alone.result()
                 except BrokenProcessPool:
@@ -359,6 +358,19 @@ class Predictor:
                     yield path, "the image crashed the face detector (its worker process died)"
                 retry.extend(waiting)
                 break
+
+    def _submit_to_worker(self, path: str):
+        """A future of ``path`` prepared in a worker process; a pool already broken gives a failed future (the caller
+        restarts the pool)."""
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._process_pool().submit(_prepare_in_worker, path)
+        except BrokenProcessPool as e:
+            failed: Future = Future()
+            failed.set_exception(e)
+            return failed
 
     def _process_pool(self):
         """The worker processes (started on first use; each builds its own detector once)."""
@@ -409,6 +421,19 @@ def _can_fork() -> bool:
 def _init_worker(input_config: dict, detect: bool, detector: str, thorough: bool) -> None:
     global _worker_chips
     _worker_chips = FaceChips(input_config, detect, detector, thorough)
+    # A worker whose parent was killed (kill -9) would wait for work forever: it holds the task pipe's write end
+    # itself, so it never reads an end of file. It checks once a second and exits when it has been orphaned.
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="faceage-orphan-watch", daemon=True).start()
 
 
 def _prepare_in_worker(path: str) -> tuple | str:

@@ -72,3 +72,41 @@ def test_a_file_that_kills_its_worker_is_named_and_the_rest_go_on(tiny_model_dir
     by_name = {name: (error, faces) for name, error, faces in got}
     assert "crashed" in by_name["p10.jpg"][0]
     assert all(len(by_name[f"p{i:02d}.jpg"][1]) == 1 for i in (0, 1, 2, 3, 5, 6, 8, 11, 12, 13, 15, 16, 17))
+
+
+def test_workers_exit_when_their_parent_is_killed(tiny_model_dir, photos, tmp_path):
+    """kill -9 of the process running predict_files leaves no worker behind (they would wait for work forever)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, time\n"
+        "from faceage.inference.predictor import Predictor\n"
+        f"p = Predictor({str(tiny_model_dir)!r}, workers=2, threads=1)\n"
+        f"results = p.predict_files({photos!r})\n"
+        "next(results)\n"
+        "print(*[w.pid for w in p._pool._processes.values()], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] != "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
