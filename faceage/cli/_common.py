@@ -13,6 +13,12 @@ EXIT_CODES = """exit status: 0 the run completed, also when some files had no fa
 or output file, no input images)."""
 
 
+# faceage.data.detect.DETECTORS, without importing dlib to parse a command line (a test holds them equal)
+DETECTORS = ("hog", "cnn", "blazeface")
+DETECTOR_HELP = ("hog: dlib's HOG, coarse to fine (default); cnn: dlib's MMOD CNN (slow on CPU); blazeface: MediaPipe's "
+                 "BlazeFace in ONNX Runtime, one pass over the whole image (faster; benchmarks/RESULTS.md)")
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """Batch, image workers, engine threads and device: the options of every command that runs the model on files."""
     p.add_argument("--batch-size", type=int, default=64)
@@ -124,9 +130,9 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
 def export_graph(model, out: Path, fmt: str = "onnx", calibration: list[str] | None = None) -> int:
     """Writes ``model``'s graph to ``out`` (int8 ONNX when ``calibration`` paths are given) with
     :func:`faceage.models.export.export_model`, then ``wrote PATH``; exit status 0, or 2 after one error line."""
+    from faceage.inference.predictor import expand_inputs
     from faceage.inference.preprocess import calibration_batch
     from faceage.models.export import export_model
-    from faceage.inference.predictor import expand_inputs
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

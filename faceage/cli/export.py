@@ -25,8 +25,8 @@ def main(argv: list[str]) -> int:
     if args.quantize and not args.calibration:
         p.error("--quantize int8 needs --calibration with face images like the model's inputs")
 
-    from faceage.models.files import export_dir
     from faceage.models.age_model import load_model
+    from faceage.models.files import export_dir
 
     model = load_or_report(load_model, args.model)
     if model is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from faceage.cli._common import DETECTOR_HELP, DETECTORS
+
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage prepare", description="Detect and align faces once; cache the aligned chips.")
     p.add_argument("root", help="folder of raw photos")
     p.add_argument("output", help="folder for aligned chips (file names kept, so labels in names still parse)")
-    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
     p.add_argument("--chip-size", type=int, default=200)
     p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
     p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")
@@ -17,8 +19,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    from faceage.data.prepare import prepare_images
     from faceage.data.detect import UTKFACE_PADDING
+    from faceage.data.prepare import prepare_images
     from faceage.inference.predictor import expand_inputs
     from faceage.inference.progress import progress_bar, progress_wanted
 

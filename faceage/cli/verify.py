@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceage.cli._common import EXIT_CODES, add_engine_options, add_run_options, load_or_report, stream_files
+from faceage.cli._common import (
+    DETECTOR_HELP,
+    DETECTORS,
+    EXIT_CODES,
+    add_engine_options,
+    add_run_options,
+    load_or_report,
+    stream_files,
+)
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -23,7 +31,7 @@ def _verify_parser() -> argparse.ArgumentParser:
                    help="auto: onnx when the model has model.onnx")
     add_run_options(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
-    p.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
     add_engine_options(p)
     return p
 

@@ -1,0 +1,74 @@
+"""BlazeFace (``detector="blazeface"``): the shipped ONNX graph, its decoding, and faces as dlib's HOG frames them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceage.cli._common import DETECTORS as CLI_DETECTORS
+from faceage.data import blazeface
+from faceage.data.detect import DETECTORS, FaceDetector
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def test_command_line_offers_every_detector():
+    assert CLI_DETECTORS == DETECTORS and "blazeface" in DETECTORS
+
+
+def test_anchors_are_mediapipes_back_camera_grid():
+    a = blazeface.anchors()
+    assert a.shape == (896, 2)  # 16x16 cells x 2 + 8x8 cells x 6
+    np.testing.assert_allclose(a[0], [0.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(a[1], a[0])  # two anchors per cell at stride 16
+    np.testing.assert_allclose(a[512], [0.5 / 8, 0.5 / 8])
+    np.testing.assert_allclose(a[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_astronaut_found_where_hog_finds_her(astronaut):
+    raw = blazeface.detect(np.asarray(astronaut))
+    assert len(raw) == 1 and raw[0][1] > 0.85  # 0.88: no chip check needed (BLAZE_VERIFY_BELOW)
+    (left, top, right, bottom), _, keypoints = raw[0]
+    eyes = keypoints[:2]
+    assert left < eyes[:, 0].min() < eyes[:, 0].max() < right and top < eyes[:, 1].min() < bottom
+    hog = FaceDetector().detect(astronaut)[0]
+    blaze = FaceDetector(detector="blazeface").detect(astronaut)
+    assert len(blaze) == 1
+    # mapped to HOG's framing, the box and the aligned landmarks agree with HOG's within a few pixels
+    assert np.abs(np.array(blaze[0].box) - np.array(hog.box)).max() <= 12, (blaze[0].box, hog.box)
+    assert np.abs(blaze[0].landmarks - hog.landmarks).max() <= 4
+
+
+def test_letterbox_keeps_the_aspect_and_maps_back(astronaut):
+    wide = astronaut.resize((512, 256))
+    x, scale, px, py = blazeface.letterbox(np.asarray(wide))
+    assert x.shape == (1, 3, 256, 256) and scale == 2.0 and (px, py) == (0, 64)
+    assert np.all(x[0, :, :64] == 0) and np.all(x[0, :, 192:] == 0)  # grey padding is 0 after normalisation
+    assert -1.0 <= x.min() and x.max() <= 1.0
+
+
+def test_no_face_in_noise_or_flat_images():
+    rng = np.random.default_rng(0)
+    detector = FaceDetector(detector="blazeface")
+    for arr in (rng.integers(0, 255, (480, 640, 3), np.uint8), np.full((300, 300, 3), 128, np.uint8)):
+        assert detector.detect(arr) == []
+
+
+def test_corner_tiles_add_no_duplicate_and_map_back(astronaut):
+    """A small face (box ~50 px) on a 1000x750 canvas: the tiles see it larger and score it higher; the merge keeps
+    one box, the best, in canvas pixels (within a few pixels of the whole-image box)."""
+    crop = astronaut.crop((110, 10, 330, 230)).resize((122, 122), Image.Resampling.LANCZOS)
+    canvas = Image.fromarray(np.random.default_rng(0).integers(0, 255, (750, 1000, 3), np.uint8))
+    canvas.paste(crop, (500, 250))
+    arr = np.asarray(canvas)
+    whole, tiles = blazeface.detect(arr, 0.4), blazeface.detect_tiles(arr, 0.4)
+    assert len(whole) == 1 and len(tiles) == 1
+    assert tiles[0][1] >= whole[0][1]
+    assert np.abs(np.array(tiles[0][0]) - np.array(whole[0][0])).max() <= 8
+    assert FaceDetector(detector="blazeface", thorough=True).detect(canvas)[0].box  # thorough: always tiles
