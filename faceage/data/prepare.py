@@ -260,7 +260,7 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
         records_or_paths: ``FaceRecord``-like objects (with ``.path``), image paths, or folders (searched
             recursively), or one path/folder.
         out_dir: folder for the chips and ``manifest.jsonl``; created if missing.
-        detector: ``"hog"`` or ``"cnn"``.
+        detector: ``"hog"``, ``"cnn"`` or ``"blazeface"`` (:data:`faceage.data.detect.DETECTORS`).
         chip_size: chip side in pixels.
         padding: alignment padding; the default reproduces UTKFace's chips.
         workers: worker processes (1 runs in this process).

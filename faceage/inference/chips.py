@@ -22,7 +22,7 @@ class FaceChips:
     Args:
         input_config: the model's ``config["input"]`` (``image_size``, ``mean``, ``std``, ``crop``, ``alignment``).
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
-        detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
+        detector: ``"hog"``, ``"cnn"`` (dlib's MMOD) or ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`).
         thorough: HOG always upsampled and weak hits confirmed by the CNN (see :class:`faceage.data.detect.FaceDetector`).
     """
 

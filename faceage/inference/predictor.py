@@ -144,7 +144,7 @@ class Predictor:
             ``"auto"``: ONNX Runtime when the model directory has ``model.onnx``, else torch
             (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
-        detector: ``"hog"`` or ``"cnn"`` (dlib's MMOD).
+        detector: ``"hog"``, ``"cnn"`` (dlib's MMOD) or ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`).
         thorough: HOG always upsampled and weak hits confirmed by dlib's CNN (faces from ~40 px everywhere, slower); by default it upsamples only photos
             where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
