@@ -255,8 +255,9 @@ class FaceDetector:
     safe to share between threads), so constructing a ``FaceDetector`` is free.
 
     Args:
-        detector: ``"hog"`` (dlib's frontal face detector, fast) or ``"cnn"`` (dlib's MMOD, slower on CPU, finds
-            more non-frontal faces).
+        detector: ``"hog"`` (dlib's frontal face detector, fast), ``"cnn"`` (dlib's MMOD, slower on CPU, finds
+            more non-frontal faces) or ``"blazeface"`` (MediaPipe's BlazeFace, :mod:`faceage.data.blazeface`: one
+            pass over the whole image, faster than HOG on photos; on tight face crops its alignment is worse).
         chip_size: side of the aligned chips in pixels.
         padding: alignment padding (68-point template terms); :data:`UTKFACE_PADDING` frames faces as UTKFace.
         upsample: times the detection image is upsampled (HOG finds faces from ~80 px, ~40 px after one).
