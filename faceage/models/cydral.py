@@ -187,6 +187,23 @@ class CydralGenderNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = nn.functional.adaptive_avg_pool2d(x, self.input_size)
+            x = adaptive_avg_pool(x, self.input_size)
         logits = self.net(x)
         return logits[:, 0] - logits[:, 1]
+
+
+def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """``(n_out, n_in)``: row ``i`` averages inputs ``floor(i * n_in / n_out) .. ceil((i + 1) * n_in / n_out) - 1``,
+    the windows of ``torch.nn.functional.adaptive_avg_pool2d``."""
+    m = torch.zeros(n_out, n_in, dtype=like.dtype, device=like.device)
+    for i in range(n_out):
+        start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(x, size)`` as two matrix products, so that it exports to ONNX for any input size
+    (torch's exporter refuses an output size that does not divide the input, e.g. 80 -> 32 px for the gender net)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    return _pool_matrix(h, size, x) @ x @ _pool_matrix(w, size, x).T

@@ -189,6 +189,17 @@ def test_cydral_gender_net_matches_onnxruntime_and_exports(tmp_path):
     with torch.no_grad():
         expected = InferenceWrapper(loaded)(big)[2].numpy()
     assert np.abs(got - expected).max() < 1e-4
+    # at 80 px the branch pools 80 -> 32 (windows of 2 or 3 pixels): the same as torch's adaptive pooling, and the
+    # graph exports (torch's exporter refuses adaptive_avg_pool2d when the output size does not divide the input)
+    from faceage.models.cydral import adaptive_avg_pool
+
+    x80 = torch.randn(2, 3, 80, 80)
+    assert (adaptive_avg_pool(x80, 32) - torch.nn.functional.adaptive_avg_pool2d(x80, 32)).abs().max() < 1e-5
+    m80 = AgeModel("cydral_resnet10", "dldl", pretrained=True, image_size=80, gender=True, gender_net="cydral").eval()
+    graph80 = export_onnx(load_model(m80.save_pretrained(tmp_path / "m80")), tmp_path / "m80" / "model.onnx")
+    got80 = ort.InferenceSession(str(graph80), providers=["CPUExecutionProvider"]).run(["gender_prob"], {"images": x80.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got80 - InferenceWrapper(m80)(x80)[2].numpy()).max() < 1e-4
     with pytest.raises(ValueError, match="needs gender: true"):
         AgeModel("resnet18", "dldl", image_size=32, gender_net="cydral")
     with pytest.raises(ValueError, match="gender_net must be"):
