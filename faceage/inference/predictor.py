@@ -326,7 +326,9 @@ class Predictor:
 
     def _prepared(self, files: list[str], ahead: int) -> Iterator[tuple[str, tuple | str]]:
         """``(path, (boxes, chips) or problem)`` for each file in order, prepared at most ``ahead`` files ahead."""
-        if self.detect and self.workers > 1 and len(files) >= PROCESS_POOL_MIN_FILES and _can_fork():
+        fc = self.face_chips
+        forkable = not fc.thorough and fc.detector_kind != "cnn"  # dlib's CNN hung in forked workers: threads there
+        if self.detect and forkable and self.workers > 1 and len(files) >= PROCESS_POOL_MIN_FILES and _can_fork():
             yield from self._prepared_in_processes(files, ahead)
             return
         with ThreadPoolExecutor(max(1, self.workers)) as pool:

@@ -110,3 +110,10 @@ def test_workers_exit_when_their_parent_is_killed(tiny_model_dir, photos, tmp_pa
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_thorough_detection_stays_in_threads(tiny_model_dir, photos):
+    """dlib's CNN (thorough's check) hung in forked workers: with it the files go through threads."""
+    predictor = Predictor(str(tiny_model_dir), workers=2, threads=1, thorough=True)
+    assert len(list(predictor.predict_files(photos[:PROCESS_POOL_MIN_FILES]))) == PROCESS_POOL_MIN_FILES
+    assert predictor._pool is None
