@@ -19,8 +19,15 @@ DETECTOR_HELP = ("hog: dlib's HOG, coarse to fine (default); cnn: dlib's MMOD CN
                  "BlazeFace in ONNX Runtime, one pass over the whole image (faster; benchmarks/RESULTS.md)")
 
 
+def add_detector_option(p: argparse.ArgumentParser) -> None:
+    """``--detector`` (:data:`DETECTORS`), the same in every command that finds faces."""
+    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """Batch, image workers, engine threads and device: the options of every command that runs the model on files."""
+    """Detector, batch, image workers, engine threads and device: the options of every command that runs the model
+    on files."""
+    add_detector_option(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None,
                    help="image decoding (and detection) workers: processes when faces are detected in 16+ files on "

@@ -8,7 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from faceage.cli._common import DETECTOR_HELP, DETECTORS, add_engine_options, add_run_options, load_or_report
+from faceage.cli._common import add_engine_options, add_run_options, load_or_report
 from faceage.data.images import ImageLoadError
 from faceage.inference.compare import FaceComparer, compare_pair_file
 
@@ -31,7 +31,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
                    help="engine for age models; auto (default): ONNX Runtime when the model directory has model.onnx, else torch")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
     p.add_argument("--age-scale", type=float, default=2.0,
                    help="years per logit unit for age models without a distribution")
     add_engine_options(p)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faceage.cli._common import DETECTOR_HELP, DETECTORS
+from faceage.cli._common import add_detector_option
 from faceage.data.images import ImageLoadError
 from faceage.inference.explain import Explainer, ExplainError, explain_faces, overlay_heatmap, tile
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
     p.add_argument("--output", default="heatmap.png", help="PNG to write: the overlaid face chips side by side")
     p.add_argument("--no-detect", action="store_true", help="treat the image as one aligned face chip")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
+    add_detector_option(p)
     p.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity")
     args = p.parse_args(argv)
     try:

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 from faceage.cli._common import (
-    DETECTOR_HELP,
-    DETECTORS,
     EXIT_CODES,
     add_engine_options,
     add_run_options,
@@ -33,7 +31,6 @@ def _predict_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--annotate", default=None, metavar="DIR", help="write copies with boxes and ages drawn into DIR")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
     p.add_argument("--thorough", action="store_true",
                    help="HOG always upsampled by 2 and weak hits confirmed by dlib's CNN: faces from ~40 px in every photo, "
                         "slower (default: upsampled only where the first pass finds no face or a small one, weak hits "

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from faceage.cli._common import DETECTOR_HELP, DETECTORS
+from faceage.cli._common import add_detector_option
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="faceage prepare", description="Detect and align faces once; cache the aligned chips.")
     p.add_argument("root", help="folder of raw photos")
     p.add_argument("output", help="folder for aligned chips (file names kept, so labels in names still parse)")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
+    add_detector_option(p)
     p.add_argument("--chip-size", type=int, default=200)
     p.add_argument("--padding", type=float, default=None, help="alignment padding (default: UTKFace-like)")
     p.add_argument("--largest", action="store_true", help="keep the largest face when several are found")

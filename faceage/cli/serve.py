@@ -7,7 +7,7 @@ import sys
 
 from faceage.app.server import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, build_app, launch
 from faceage.app.uploads import DEFAULT_CACHE_AGE_S, DEFAULT_CACHE_MB, UploadCache
-from faceage.cli._common import DETECTOR_HELP, DETECTORS
+from faceage.cli._common import add_detector_option
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="faceage serve", description="Web app: ages of the faces in a photo; who of two is older.")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
     p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster start, no heatmaps")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
+    add_detector_option(p)
     p.add_argument("--pair-model", default=None,
                    help="pair model for 'Who is older?' (default: the age model's distributions)")
     p.add_argument("--host", default=DEFAULT_HOST,

@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from faceage.cli._common import (
-    DETECTOR_HELP,
-    DETECTORS,
     EXIT_CODES,
     add_engine_options,
     add_run_options,
@@ -31,7 +29,6 @@ def _verify_parser() -> argparse.ArgumentParser:
                    help="auto: onnx when the model has model.onnx")
     add_run_options(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
     add_engine_options(p)
     return p
 
