@@ -72,3 +72,26 @@ def test_corner_tiles_add_no_duplicate_and_map_back(astronaut):
     assert tiles[0][1] >= whole[0][1]
     assert np.abs(np.array(tiles[0][0]) - np.array(whole[0][0])).max() <= 8
     assert FaceDetector(detector="blazeface", thorough=True).detect(canvas)[0].box  # thorough: always tiles
+
+
+def test_close_up_faces_are_refitted_from_their_own_landmarks(astronaut, monkeypatch):
+    """A face wider than BLAZE_CLOSE_UP of the image is fitted 1 + BLAZE_REFITS times (see BLAZE_REFITS); one in a
+    photo once; the refitted landmarks stay on the face (within 2 px of HOG's here)."""
+    from faceage.data import detect as detect_module
+
+    calls = []
+    real = detect_module._shape_predictor
+
+    def counting(n):
+        predictor = real(n)
+        return lambda arr, rect: calls.append(rect) or predictor(arr, rect)
+
+    monkeypatch.setattr(detect_module, "_shape_predictor", counting)
+    close_up = astronaut.crop((150, 50, 290, 190)).resize((280, 280))
+    face = FaceDetector(detector="blazeface").detect(close_up)
+    assert len(face) == 1 and len(calls) == 1 + detect_module.BLAZE_REFITS
+    calls.clear()
+    assert len(FaceDetector(detector="blazeface").detect(astronaut)) == 1 and len(calls) == 1
+    monkeypatch.setattr(detect_module, "_shape_predictor", real)
+    hog = FaceDetector().detect(close_up)[0]
+    assert np.abs(face[0].landmarks - hog.landmarks).max() <= 2
