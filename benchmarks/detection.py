@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from benchmarks.common import DEFAULT_DATA, machine_info, write_json
-from faceage.inference.video import iou  # the tracker's box overlap scores the matches too
+from faceage.data.boxes import iou  # the video tracker's box overlap scores the matches too
 
 PART1_NAMES = Path(__file__).with_name("utkface_part1_names.txt")
 CANVAS = (640, 480)

@@ -40,7 +40,7 @@ from benchmarks.detection import (
 )
 from faceage._io import write_text_atomic
 from faceage.data import detect as det
-from faceage.inference.video import iou
+from faceage.data.boxes import iou
 
 # face-free skimage.data images shipped with scikit-image, for more false hits (no camera: it holds a face)
 EXTRA_SCENES = [*SCENES, "logo", "horse", "checkerboard", "binary_blobs"]

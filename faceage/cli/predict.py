@@ -6,13 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faceage.cli._common import (
-    EXIT_CODES,
-    add_engine_options,
-    add_run_options,
-    load_or_report,
-    stream_files,
-)
+from faceage.cli._common import EXIT_CODES, add_engine_options, add_run_options, load_or_report, stream_files
 
 
 def _predict_parser() -> argparse.ArgumentParser:

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceage.cli._common import (
-    EXIT_CODES,
-    add_engine_options,
-    add_run_options,
-    load_or_report,
-    stream_files,
-)
+from faceage.cli._common import EXIT_CODES, add_engine_options, add_run_options, load_or_report, stream_files
 
 
 def _verify_parser() -> argparse.ArgumentParser:

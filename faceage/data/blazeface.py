@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceage.data.boxes import iou
+
 MODEL_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface" / "face_detection_back.onnx"
 INPUT_SIDE = 256
 MIN_SCORE = 0.5  # MediaPipe's default detection threshold
@@ -112,17 +114,9 @@ def detect_tiles(arr: np.ndarray, min_score: float = MIN_SCORE, tile: float = TI
     found.sort(key=lambda f: -f[1])
     kept: list = []
     for f in found:
-        if all(_iou(f[0], g[0]) <= NMS_IOU for g in kept):
+        if all(iou(f[0], g[0]) <= NMS_IOU for g in kept):
             kept.append(f)
     return kept
-
-
-def _iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray) -> list:

@@ -108,10 +108,10 @@ BLAZE_CLOSE_UP = 0.4
 # On a second seed of photos (60 large, 50 small, seed 1) and 300 other face-free crops, whole image only: 0.45 found
 # 0.94 of the 64-px faces, 0.40 found 0.955 (1 false hit on the crops either way), 0.35 0.9575 with more duplicates.
 BLAZE_MIN_SCORE = 0.4
+BLAZE_VERIFY_BELOW = 0.85
 # The whole image letterboxed to 256 px finds faces from ~1/12 of its long side. The four corner tiles (0.6 of each
 # side) find smaller ones (the 64-px faces of seed 1: 0.94 -> 0.99) but cost four more passes (small photos: 22 -> 15
-# photos/s), so they run only where the whole image gave no face, and always with thorough.
-BLAZE_VERIFY_BELOW = 0.85
+# photos/s), so FaceDetector runs them only where the whole image gave no face, and always with thorough.
 _VERIFY_FACE_SIDE = 100  # pixels: the CNN sees a weak HOG hit rescaled to this size, with half a box of margin
 
 # dlib 5-point order: outer and inner corner of the eye on the image's right, outer and inner corner of the other
@@ -439,8 +439,7 @@ class FaceDetector:
         out = []
         for (left, top, right, bottom), score, _ in found:
             w = right - left
-            cx, cy, half = (left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w / 2
-            rect = dlib.rectangle(round(cx - half), round(cy - half), round(cx + half) - 1, round(cy + half) - 1)
+            rect = _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
             if self.verify_below is None or score >= BLAZE_VERIFY_BELOW or _chip_confirms(arr, rect):
                 out.append((rect, score))
         return out
@@ -490,7 +489,12 @@ def _hog_box_of(shape: dlib.full_object_detection) -> dlib.rectangle:
     span = float((hi - lo).max())
     k, dx, dy = LANDMARKS_TO_HOG
     cx, cy = (lo + hi) / 2 + np.array([dx, dy]) * span
-    half = k * span / 2
+    return _square(cx, cy, k * span)
+
+
+def _square(cx: float, cy: float, side: float) -> dlib.rectangle:
+    """The dlib rectangle (right/bottom inclusive) of the square of ``side`` pixels centred on ``(cx, cy)``."""
+    half = side / 2
     return dlib.rectangle(round(cx - half), round(cy - half), round(cx + half) - 1, round(cy + half) - 1)
 
 

@@ -103,8 +103,8 @@ class FileResult:
 
 def default_workers(detect: bool) -> int:
     """Image workers when none are asked for. With detection, the per-image work (dlib) is the heavy part: one worker
-    per core (processes for many files, see :meth:`Predictor.predict_files`). On pre-cropped faces the engine is the heavy part and already uses every core, so one thread per two
-    cores. On the 2-core machine, 781 chips with the int8 bundle: one thread gave 560-570 faces/s, two gave 476-525
+    per core (processes for many files, see :meth:`Predictor.predict_files`). On pre-cropped faces the engine is the
+    heavy part and already uses every core, so one thread per two cores. On the 2-core machine, 781 chips with the int8 bundle: one thread gave 560-570 faces/s, two gave 476-525
     (benchmarks/RESULTS.md)."""
     cores = os.cpu_count() or 1
     return max(1, cores if detect else cores // 2)
@@ -337,29 +337,25 @@ class Predictor:
     def _prepared_in_processes(self, files: list[str], ahead: int) -> Iterator[tuple[str, tuple | str]]:
         from concurrent.futures.process import BrokenProcessPool
 
-        queue = iter(files)
-        retry: deque[str] = deque()  # files whose worker died before they were done: submitted again first
-        while True:
-            todo = [*retry, *queue]
-            retry.clear()
-            if not todo:
-                return
-            queue = iter(todo)
-            results = _in_order(queue, ahead, self._submit_to_worker, keep=True)
-            for path, prepared, waiting in results:
+        todo = files
+        while todo:
+            results = _in_order(todo, ahead, self._submit_to_worker)
+            for i, (path, prepared) in enumerate(results):
                 if not isinstance(prepared, BrokenProcessPool):
-                    yield path, prepared
+                    yield path, (_problem(prepared) if isinstance(prepared, Exception) else prepared)
                     continue
-                # the pool is broken: every file not yet done goes again, the first alone to find the culprit
+                # the pool is broken: this file goes again alone, to find whether it is the culprit, then the rest
+                results.close()
                 self.close()
-                alone = self._submit_to_worker(path)
                 try:
-                    yield path, alone.result()
+                    yield path, self._submit_to_worker(path).result()
                 except BrokenProcessPool:
                     self.close()
                     yield path, "the image crashed the face detector (its worker process died)"
-                retry.extend(waiting)
+                todo = todo[i + 1 :]
                 break
+            else:
+                return
 
     def _submit_to_worker(self, path: str):
         """A future of ``path`` prepared in a worker process; a pool already broken gives a failed future (the caller
@@ -380,11 +376,9 @@ class Predictor:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            fc = self.face_chips
-            fc.detector.load()  # loaded once here, shared by the forked workers
-            ctx = mp.get_context("fork")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(fc.input_config, fc.detect, fc.detector_kind, fc.thorough))
+            self.face_chips.detector.load()  # loaded once here, shared by the forked workers
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_init_worker,
+                                             initargs=(self.face_chips,))
         return self._pool
 
     def close(self) -> None:
@@ -404,7 +398,7 @@ class Predictor:
 # ---- image workers --------------------------------------------------------------------------------------------
 # With detection, photos are prepared in worker processes: dlib's HOG releases the GIL, but its landmarks, the chips
 # and the Python around them do not, and two threads used only ~1.5 of 2 cores. On 48 photos of four 130-px faces
-# (2 cores), two threads gave 25.5 photos/s, two processes 36.8 (benchmarks/RESULTS.md, "Detection on photos").
+# (2 cores), two threads gave 25.5 photos/s, two processes 42.0 (benchmarks/RESULTS.md, "Detection on photos").
 # The workers are forked, as PyTorch's DataLoader forks its workers: they start at once, share the dlib models already
 # loaded here, and need no `if __name__ == "__main__"` guard in the user's script (spawn and forkserver re-import the
 # main module). They use only dlib, Pillow and NumPy, never the engine whose threads run in this process. Where fork
@@ -420,9 +414,9 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
-def _init_worker(input_config: dict, detect: bool, detector: str, thorough: bool) -> None:
+def _init_worker(face_chips: FaceChips) -> None:
     global _worker_chips
-    _worker_chips = FaceChips(input_config, detect, detector, thorough)
+    _worker_chips = face_chips  # the parent's, inherited by the fork (with its detector's settings and models)
     # A worker whose parent was killed (kill -9) would wait for work forever: it holds the task pipe's write end
     # itself, so it never reads an end of file. It checks once a second and exits when it has been orphaned.
     import threading
@@ -446,16 +440,18 @@ def _prepare(face_chips: FaceChips, path: str) -> tuple | str:
     """``(boxes, chips)`` of one file, or the one-line problem with it."""
     try:
         return face_chips(path)
-    except ImageLoadError as e:
-        return e.problem
     except Exception as e:  # noqa: BLE001 - any decoder surprise is this file's problem only
-        return f"{type(e).__name__}: {e}"
+        return _problem(e)
 
 
-def _in_order(paths: Iterable[str], ahead: int, submit, keep: bool = False) -> Iterator[tuple]:
+def _problem(e: Exception) -> str:
+    """The one-line problem of a file that could not be prepared."""
+    return e.problem if isinstance(e, ImageLoadError) else f"{type(e).__name__}: {e}"
+
+
+def _in_order(paths: Iterable[str], ahead: int, submit) -> Iterator[tuple]:
     """Submits ``submit(path)`` at most ``ahead`` paths ahead and yields ``(path, result)`` in input order (an
-    exception raised by the job becomes the result). With ``keep`` it yields ``(path, result, waiting)`` too, the
-    paths not yet done (``None`` unless the result is an exception, where it stops)."""
+    exception raised by the job becomes the result); closing it early cancels the jobs not yet started."""
     futures: deque = deque()
     queue = iter(paths)
     try:
@@ -472,13 +468,7 @@ def _in_order(paths: Iterable[str], ahead: int, submit, keep: bool = False) -> I
                 result = future.result()
             except Exception as e:  # noqa: BLE001 - handed to the caller, which knows what it means
                 result = e
-            if not keep:
-                yield path, result
-            elif not isinstance(result, BaseException):
-                yield path, result, None
-            else:
-                yield path, result, [p for p, _ in futures] + list(queue)
-                return
+            yield path, result
     finally:
         for _, future in futures:  # consumer stopped early: drop the work not yet started
             future.cancel()
