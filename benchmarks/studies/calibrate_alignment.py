@@ -144,7 +144,7 @@ def as_shipped(chips: list[np.ndarray], lm: Landmarker, utk_each: np.ndarray) ->
           "(re-aligned minus UTKFace): median shift, and per-face median |difference|")
     print(f"{'landmarks':>9} {'IOD':>13} {'eye x':>13} {'eye y':>13} {'mouth y':>13}")
     for k in (68, 5):
-        det = FaceDetector(chip_size=SIZE, landmark_model=k)
+        det = FaceDetector(detector="hog", chip_size=SIZE, landmark_model=k)
         geo = []
         for c in chips:
             b = lm.box(c)

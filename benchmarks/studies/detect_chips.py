@@ -1,5 +1,5 @@
 """Face detection on pre-cropped faces: how many UTKFace chips the detector finds, with and without the padded retry
-(``FaceDetector(pad_retry=...)``), and whether detecting + re-aligning changes the ages against ``--no-detect``.
+(``FaceDetector(detector="hog", pad_retry=...)``), and whether detecting + re-aligning changes the ages against ``--no-detect``.
 
     python -m benchmarks.studies.detect_chips --split-file RUN/split.json --split test --limit 300
 """
@@ -30,7 +30,7 @@ def main() -> None:
     print(f"{len(recs)} {args.split} chips of {args.data}")
     print("| detection | faces found | MAE where found | MAE of --no-detect on the same faces |\n|---|---:|---:|---:|")
     for retry in (0.0, PAD_RETRY):
-        detector = FaceDetector(pad_retry=retry)
+        detector = FaceDetector(detector="hog", pad_retry=retry)
         found = [(i, faces[0].chip) for i, faces in enumerate(detector.detect(im) for im in images) if faces]
         keep = np.array([i for i, _ in found], int)
         detected = np.array([predictor.predict(chip)[0].age for _, chip in found])

@@ -8,20 +8,20 @@ import contextlib
 import sys
 from pathlib import Path
 
+from faceage.data.detectors import DEFAULT_DETECTOR, DETECTORS
+
 EXIT_CODES = """exit status: 0 the run completed, also when some files had no face or could not be read (each gets an
 'error: FILE: problem' line on stderr); 1 with --strict when any file failed; 2 a failed run (bad arguments, model
 or output file, no input images)."""
 
 
-# faceage.data.detect.DETECTORS, without importing dlib to parse a command line (a test holds them equal)
-DETECTORS = ("hog", "cnn", "blazeface")
-DETECTOR_HELP = ("hog: dlib's HOG, coarse to fine (default); cnn: dlib's MMOD CNN (slow on CPU); blazeface: MediaPipe's "
-                 "BlazeFace in ONNX Runtime, one pass over the whole image (faster; benchmarks/RESULTS.md)")
+DETECTOR_HELP = ("blazeface: MediaPipe's BlazeFace in ONNX Runtime, one pass over the whole image (default); hog: "
+                 "dlib's HOG, coarse to fine; cnn: dlib's MMOD CNN (slow on CPU); benchmarks/RESULTS.md compares them")
 
 
 def add_detector_option(p: argparse.ArgumentParser) -> None:
     """``--detector`` (:data:`DETECTORS`), the same in every command that finds faces."""
-    p.add_argument("--detector", choices=DETECTORS, default="hog", help=DETECTOR_HELP)
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:

@@ -24,10 +24,14 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import dlib
 import numpy as np
 from PIL import Image
+
+from faceage.data.boxes import iou
+from faceage.data.detectors import DEFAULT_DETECTOR, DETECTORS
 
 # UTKFace chips were cut by dlib.get_face_chip from 68-point landmarks with padding 0.2 (dlib's own default).
 # Measured by benchmarks/studies/calibrate_alignment.py on 200 random utkface-part1 chips (seed 0), landmarks from the
@@ -102,6 +106,11 @@ BLAZE_TO_HOG = (0.955, -0.017)
 LANDMARKS_TO_HOG = (1.016, 0.0043, -0.0796)
 BLAZE_REFITS = 3
 BLAZE_CLOSE_UP = 0.4
+# ...but first, HOG itself is asked for the close-up's box (_hog_box_near): no upsampling, on the BlazeFace box plus half
+# its side around it, shrunk to at most BLAZE_HOG_SIDE pixels; its best hit overlapping the box by BLAZE_HOG_IOU gives
+# the landmarks' box. On a tight crop that is HOG's box on the whole image, so the chip is the one detector="hog" cuts.
+BLAZE_HOG_SIDE = 400
+BLAZE_HOG_IOU = 0.3
 # BlazeFace hits from BLAZE_MIN_SCORE (MediaPipe's default is 0.5) up to BLAZE_VERIFY_BELOW are kept when the chip
 # check confirms them. On the same photos and 300 face-free crops (seed 3), of the 298 faces and 139 false hits
 # scoring 0.4 .. 0.85, the check (HOG >= -0.35 on the 100-px chip) kept 295 faces and 1 false hit (scored 0.40).
@@ -118,7 +127,6 @@ _VERIFY_FACE_SIDE = 100  # pixels: the CNN sees a weak HOG hit rescaled to this 
 # eye, base of the nose. The same points of the 68-point scheme:
 _FIVE_FROM_68 = [45, 42, 36, 39, 33]
 
-DETECTORS = ("hog", "cnn", "blazeface")
 
 _MODEL_FILES = {
     68: "shape_predictor_68_face_landmarks.dat",
@@ -292,7 +300,7 @@ class FaceDetector:
             chip check (~2 ms). The CNN detector (``detector="cnn"``) always runs at ``upsample``.
     """
 
-    def __init__(self, detector: str = "hog", chip_size: int = 200, padding: float = UTKFACE_PADDING,
+    def __init__(self, detector: str = DEFAULT_DETECTOR, chip_size: int = 200, padding: float = UTKFACE_PADDING,
                  upsample: int = 1, min_face: int = 20, landmark_model: int = 68, threshold: float = 0.0,
                  verify_below: float | None = VERIFY_BELOW, max_side: int = MAX_DETECT_SIDE,
                  pad_retry: float = PAD_RETRY, thorough: bool = False) -> None:
@@ -382,11 +390,13 @@ class FaceDetector:
         small, factor = _downscale(image, max_side or self.max_side)
         arr = np.asarray(image)
         faces = []
-        for rect, score in self._find(small, fine):
+        for rect, score, shape in self._find(small, fine):
             rect = _scale_rect(rect, factor)
             if min(rect.width(), rect.height()) < self.min_face:
                 continue
-            faces.append(self._align(arr, rect, score))
+            # the chip check's 68 landmarks are the ones _align would fit (same box, same pixels) unless downscaled
+            reuse = shape if factor == 1.0 and self.landmark_model == 68 else None
+            faces.append(self._align(arr, rect, score, reuse))
         return faces
 
     def _detect_padded(self, image: Image.Image) -> list[Face]:
@@ -405,11 +415,12 @@ class FaceDetector:
             f.landmarks = f.landmarks - np.array([mx, my], dtype=f.landmarks.dtype)
         return [f for f in faces if f.area > 0]
 
-    def _find(self, arr: np.ndarray, fine: bool = True) -> list[tuple[dlib.rectangle, float]]:
-        """Detector boxes (in ``arr`` pixels) with scores; ``fine=False`` skips the coarse-to-fine HOG's fine pass."""
+    def _find(self, arr: np.ndarray, fine: bool = True) -> list[_Hit]:
+        """Detector boxes (in ``arr`` pixels) with scores and, where the chip check fitted them, the 68 landmarks;
+        ``fine=False`` skips the coarse-to-fine HOG's fine pass."""
         if self.detector == "cnn":
             found = [(d.rect, float(d.confidence)) for d in _cnn_detector()(arr, self.upsample)]
-            return [(r, s) for r, s in found if s >= self.threshold]
+            return [_Hit(r, s) for r, s in found if s >= self.threshold]
         if self.detector == "blazeface":
             return self._blazeface(arr, fine)
         if self.thorough or self.upsample <= 0:
@@ -425,7 +436,7 @@ class FaceDetector:
                 return found
         return self._verified(arr, self._hog_scaled(arr, min(FINE_SCALE, 2.0 ** self.upsample)))
 
-    def _blazeface(self, arr: np.ndarray, fine: bool = True) -> list[tuple[dlib.rectangle, float]]:
+    def _blazeface(self, arr: np.ndarray, fine: bool = True) -> list[_Hit]:
         """BlazeFace boxes as the HOG-like boxes dlib's landmark model was trained from (see BLAZE_TO_HOG), with
         the weak ones (under BLAZE_VERIFY_BELOW) kept only when HOG confirms them on their chip. The corner tiles
         too (``blazeface.detect_tiles``, for smaller faces) when the whole image gave none, or always with
@@ -440,8 +451,10 @@ class FaceDetector:
         for (left, top, right, bottom), score, _ in found:
             w = right - left
             rect = _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
-            if self.verify_below is None or score >= BLAZE_VERIFY_BELOW or _chip_confirms(arr, rect):
-                out.append((rect, score))
+            if self.verify_below is None or score >= BLAZE_VERIFY_BELOW:
+                out.append(_Hit(rect, score))
+            elif (shape := _chip_confirms(arr, rect)) is not None:
+                out.append(_Hit(rect, score, shape))
         return out
 
     def _weak_threshold(self) -> float:
@@ -459,27 +472,77 @@ class FaceDetector:
         big = np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.BILINEAR))
         return [(_scale_rect(r, w / size[0]), s) for r, s in self._hog(big, 0, self._weak_threshold())]
 
-    def _verified(self, arr: np.ndarray,
-                  found: list[tuple[dlib.rectangle, float]]) -> list[tuple[dlib.rectangle, float]]:
+    def _verified(self, arr: np.ndarray, found: list[tuple[dlib.rectangle, float]]) -> list[_Hit]:
         """HOG boxes with the weak ones kept only when confirmed: by the chip check, or the CNN if thorough; hits
         under ``threshold`` (weak hits, without thorough only) by the stricter chip check."""
         if self.verify_below is None:
-            return found
+            return [_Hit(r, s) for r, s in found]
         if self.thorough:
-            return [(r, s) for r, s in found if s >= self.verify_below or _cnn_confirms(arr, r)]
-        return [(r, s) for r, s in found if s >= self.verify_below
-                or _chip_confirms(arr, r, None if s >= self.threshold else WEAK_CHIP_THRESHOLD)]
+            return [_Hit(r, s) for r, s in found if s >= self.verify_below or _cnn_confirms(arr, r)]
+        out = []
+        for r, s in found:
+            if s >= self.verify_below:
+                out.append(_Hit(r, s))
+            elif (shape := _chip_confirms(arr, r, None if s >= self.threshold else WEAK_CHIP_THRESHOLD)) is not None:
+                out.append(_Hit(r, s, shape))
+        return out
 
-    def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float) -> Face:
-        shape = _shape_predictor(self.landmark_model)(arr, rect)
-        if self.detector == "blazeface" and rect.width() > BLAZE_CLOSE_UP * min(arr.shape[:2]):  # see BLAZE_REFITS
-            for _ in range(BLAZE_REFITS):
-                shape = _shape_predictor(self.landmark_model)(arr, _hog_box_of(shape))
+    def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float,
+               shape: dlib.full_object_detection | None = None) -> Face:
+        """The face in ``rect``: landmarks (``shape`` when already fitted in this box) and the aligned chip."""
+        if self.detector == "blazeface" and rect.width() > BLAZE_CLOSE_UP * min(arr.shape[:2]):  # see BLAZE_CLOSE_UP
+            shape = self._close_up_shape(arr, rect)
+        elif shape is None:
+            shape = _shape_predictor(self.landmark_model)(arr, rect)
         details = chip_details(shape, self.chip_size, self.padding)
         chip = Image.fromarray(dlib.extract_image_chip(arr, details))
         pts = _points(shape)
         landmarks = pts[_FIVE_FROM_68] if self.landmark_model == 68 else pts
         return Face(box=_clip_box(rect, arr.shape[1], arr.shape[0]), landmarks=landmarks, score=score, chip=chip)
+
+    def _close_up_shape(self, arr: np.ndarray, rect: dlib.rectangle) -> dlib.full_object_detection:
+        """Landmarks of a BlazeFace close-up (see BLAZE_CLOSE_UP): fitted from HOG's own box where HOG finds the face
+        around ``rect``, else refitted BLAZE_REFITS times from the HOG-like box of the last fit's landmarks."""
+        predictor = _shape_predictor(self.landmark_model)
+        hog = _hog_box_near(arr, rect)
+        if hog is not None:
+            return predictor(arr, hog)
+        shape = predictor(arr, rect)
+        for _ in range(BLAZE_REFITS):
+            shape = predictor(arr, _hog_box_of(shape))
+        return shape
+
+
+class _Hit(NamedTuple):
+    """One detector box (detection-image pixels) with its score, and the 68 landmarks if the chip check fitted them."""
+
+    rect: dlib.rectangle
+    score: float
+    shape: dlib.full_object_detection | None = None
+
+
+def _hog_box_near(arr: np.ndarray, rect: dlib.rectangle) -> dlib.rectangle | None:
+    """HOG's box (no upsampling, hits down to WEAK_THRESHOLD) for the face in ``rect``: the best-scoring one overlapping
+    it by IoU >= BLAZE_HOG_IOU, searched in ``rect`` plus half its side around it, on a copy at most BLAZE_HOG_SIDE
+    pixels wide. On a tight crop that is the whole image at full size: HOG's box, as ``detector="hog"`` gets it."""
+    h, w = arr.shape[:2]
+    half = max(rect.width(), rect.height()) // 2
+    left, top = max(0, rect.left() - half), max(0, rect.top() - half)
+    right, bottom = min(w, rect.right() + 1 + half), min(h, rect.bottom() + 1 + half)
+    crop = np.ascontiguousarray(arr[top:bottom, left:right])
+    scale = min(1.0, BLAZE_HOG_SIDE / max(crop.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    rects, scores, _ = _hog_detector().run(crop, 0, WEAK_THRESHOLD)
+    target = (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
+    best = None
+    for r, s in zip(rects, scores):
+        r = _scale_rect(r, 1.0 / scale)
+        r = dlib.rectangle(r.left() + left, r.top() + top, r.right() + left, r.bottom() + top)
+        if iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), target) >= BLAZE_HOG_IOU and (best is None or s > best[1]):
+            best = (r, s)
+    return None if best is None else best[0]
 
 
 def _hog_box_of(shape: dlib.full_object_detection) -> dlib.rectangle:
@@ -504,14 +567,15 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle, threshold: float | None = None) -> bool:
-    """Whether HOG finds a face scoring ``threshold`` (default :data:`VERIFY_CHIP_THRESHOLD`) or more on the (weak)
-    hit's chip aligned by its 68 landmarks (see :data:`VERIFY_CHIP_SIDE`)."""
+def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle,
+                   threshold: float | None = None) -> dlib.full_object_detection | None:
+    """The (weak) hit's 68 landmarks when HOG finds a face scoring ``threshold`` (default
+    :data:`VERIFY_CHIP_THRESHOLD`) or more on its chip aligned by them (see :data:`VERIFY_CHIP_SIDE`), else ``None``."""
     shape = _shape_predictor(68)(arr, rect)
     details = dlib.get_face_chip_details(shape, size=VERIFY_CHIP_SIDE, padding=UTKFACE_PADDING)
     chip = dlib.extract_image_chip(arr, details)
     _, scores, _ = _hog_detector().run(chip, 0, VERIFY_CHIP_THRESHOLD if threshold is None else threshold)
-    return len(scores) > 0
+    return shape if len(scores) > 0 else None
 
 
 def _cnn_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:

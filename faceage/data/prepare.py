@@ -25,6 +25,7 @@ from pathlib import Path
 from faceage._io import atomic_target, write_text_atomic
 from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.data.detect import UTKFACE_PADDING, FaceDetector
+from faceage.data.detectors import DEFAULT_DETECTOR
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "prepare_settings.json"
@@ -36,7 +37,7 @@ _KEEP_NAME_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 class PrepareSettings:
     """Everything that changes a chip; a cache made with other settings is not reused."""
 
-    detector: str = "hog"
+    detector: str = DEFAULT_DETECTOR
     chip_size: int = 200
     padding: float = UTKFACE_PADDING
     largest: bool = False
@@ -250,7 +251,7 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterable[_Outcome]:
 # ---- public ---------------------------------------------------------------------------------------------------
 
 
-def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str = "hog", chip_size: int = 200,
+def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str = DEFAULT_DETECTOR, chip_size: int = 200,
                    padding: float = UTKFACE_PADDING, workers: int = 2, largest: bool = False,
                    root: str | os.PathLike | None = None,
                    progress: Callable[[int, int], None] | None = None) -> PrepareReport:
@@ -260,7 +261,7 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
         records_or_paths: ``FaceRecord``-like objects (with ``.path``), image paths, or folders (searched
             recursively), or one path/folder.
         out_dir: folder for the chips and ``manifest.jsonl``; created if missing.
-        detector: ``"hog"``, ``"cnn"`` or ``"blazeface"`` (:data:`faceage.data.detect.DETECTORS`).
+        detector: ``"blazeface"`` (the default), ``"hog"`` or ``"cnn"`` (:data:`faceage.data.detectors.DETECTORS`).
         chip_size: chip side in pixels.
         padding: alignment padding; the default reproduces UTKFace's chips.
         workers: worker processes (1 runs in this process).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.images import load_image
 from faceage.inference.preprocess import preprocess_chip
 
@@ -22,11 +23,12 @@ class FaceChips:
     Args:
         input_config: the model's ``config["input"]`` (``image_size``, ``mean``, ``std``, ``crop``, ``alignment``).
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
-        detector: ``"hog"``, ``"cnn"`` (dlib's MMOD) or ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`).
+        detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
+            (dlib's HOG or MMOD).
         thorough: HOG always upsampled and weak hits confirmed by the CNN (see :class:`faceage.data.detect.FaceDetector`).
     """
 
-    def __init__(self, input_config: dict, detect: bool = True, detector: str = "hog", thorough: bool = False) -> None:
+    def __init__(self, input_config: dict, detect: bool = True, detector: str = DEFAULT_DETECTOR, thorough: bool = False) -> None:
         self.input_config = input_config
         self.detect = detect
         self.detector_kind = detector

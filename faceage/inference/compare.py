@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.images import ImageLoadError
 from faceage.inference.chips import FaceChips
 from faceage.inference.predictor import Predictor, default_workers
@@ -66,7 +67,7 @@ class FaceComparer:
         model: str | Path | None = None,
         engine: str = "auto",
         detect: bool = True,
-        detector: str = "hog",
+        detector: str = DEFAULT_DETECTOR,
         batch_size: int = 64,
         workers: int | None = None,
         threads: int | None = None,

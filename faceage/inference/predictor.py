@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.images import ImageLoadError, is_image_file
 from faceage.data.records import RACES
 from faceage.inference.calibration import interval_from_distribution
@@ -144,7 +145,8 @@ class Predictor:
             ``"auto"``: ONNX Runtime when the model directory has ``model.onnx``, else torch
             (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
-        detector: ``"hog"``, ``"cnn"`` (dlib's MMOD) or ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`).
+        detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
+            (dlib's HOG or MMOD).
         thorough: HOG always upsampled and weak hits confirmed by dlib's CNN (faces from ~40 px everywhere, slower); by default it upsamples only photos
             where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
@@ -160,7 +162,7 @@ class Predictor:
         calibrated: use the model's calibration when it has one (``False``: the raw distribution's interval).
     """
 
-    def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = "hog", batch_size: int = 64,
+    def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = DEFAULT_DETECTOR, batch_size: int = 64,
                  workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
                  device: str = "cpu", level: float | None = None, calibrated: bool = True, thorough: bool = False) -> None:
         from faceage.inference.engines import resolve_engine

@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.cli._common import DETECTORS as CLI_DETECTORS
+import argparse
+import subprocess
+import sys
+
+from faceage.cli._common import add_detector_option
 from faceage.data import blazeface
 from faceage.data.detect import DETECTORS, FaceDetector
+from faceage.data.detectors import DEFAULT_DETECTOR
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -18,8 +23,17 @@ def astronaut() -> Image.Image:
     return Image.fromarray(skimage_data.astronaut())
 
 
-def test_command_line_offers_every_detector():
-    assert CLI_DETECTORS == DETECTORS and "blazeface" in DETECTORS
+def test_blazeface_is_the_default_everywhere():
+    """One default: FaceDetector's, the commands' ``--detector`` (parsed without importing dlib) and the Predictor's."""
+    from faceage.inference.chips import FaceChips
+
+    p = argparse.ArgumentParser()
+    add_detector_option(p)
+    assert DEFAULT_DETECTOR == "blazeface" == FaceDetector().detector == p.parse_args([]).detector
+    assert FaceChips({}).detector_kind == DEFAULT_DETECTOR
+    assert p.parse_args(["--detector", "hog"]).detector == "hog" and "cnn" in DETECTORS
+    code = "import sys, faceage.cli._common; print('dlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_anchors_are_mediapipes_back_camera_grid():
@@ -74,9 +88,10 @@ def test_corner_tiles_add_no_duplicate_and_map_back(astronaut):
     assert FaceDetector(detector="blazeface", thorough=True).detect(canvas)[0].box  # thorough: always tiles
 
 
-def test_close_up_faces_are_refitted_from_their_own_landmarks(astronaut, monkeypatch):
-    """A face wider than BLAZE_CLOSE_UP of the image is fitted 1 + BLAZE_REFITS times (see BLAZE_REFITS); one in a
-    photo once; the refitted landmarks stay on the face (within 2 px of HOG's here)."""
+def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
+    """A face wider than BLAZE_CLOSE_UP of the image is fitted from the box HOG finds around it, once: on a tight crop,
+    the landmarks and chip of detector="hog". Where HOG finds none, it is fitted 1 + BLAZE_REFITS times from its own
+    landmarks (still within 2 px of HOG's here). A face in a photo is fitted once."""
     from faceage.data import detect as detect_module
 
     calls = []
@@ -86,12 +101,17 @@ def test_close_up_faces_are_refitted_from_their_own_landmarks(astronaut, monkeyp
         predictor = real(n)
         return lambda arr, rect: calls.append(rect) or predictor(arr, rect)
 
-    monkeypatch.setattr(detect_module, "_shape_predictor", counting)
     close_up = astronaut.crop((150, 50, 290, 190)).resize((280, 280))
+    hog = FaceDetector().detect(close_up)[0]
+    monkeypatch.setattr(detect_module, "_shape_predictor", counting)
     face = FaceDetector(detector="blazeface").detect(close_up)
-    assert len(face) == 1 and len(calls) == 1 + detect_module.BLAZE_REFITS
+    assert len(face) == 1 and len(calls) == 1
+    assert np.array_equal(face[0].landmarks, hog.landmarks)
+    assert np.array_equal(np.asarray(face[0].chip), np.asarray(hog.chip))
     calls.clear()
     assert len(FaceDetector(detector="blazeface").detect(astronaut)) == 1 and len(calls) == 1
-    monkeypatch.setattr(detect_module, "_shape_predictor", real)
-    hog = FaceDetector().detect(close_up)[0]
-    assert np.abs(face[0].landmarks - hog.landmarks).max() <= 2
+    calls.clear()
+    monkeypatch.setattr(detect_module, "_hog_box_near", lambda arr, rect: None)
+    refitted = FaceDetector(detector="blazeface").detect(close_up)
+    assert len(refitted) == 1 and len(calls) == 1 + detect_module.BLAZE_REFITS
+    assert np.abs(refitted[0].landmarks - hog.landmarks).max() <= 2

@@ -20,7 +20,7 @@ def astronaut() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def faces(astronaut) -> list[Face]:
-    return FaceDetector().detect(astronaut)
+    return FaceDetector(detector="hog").detect(astronaut)
 
 
 def inside(points: np.ndarray, box) -> bool:
@@ -49,12 +49,12 @@ def test_chip_landmarks_and_types(faces):
 
 
 def test_chip_size_is_honoured(astronaut):
-    face = FaceDetector(chip_size=112).detect(astronaut)[0]
+    face = FaceDetector(detector="hog", chip_size=112).detect(astronaut)[0]
     assert face.chip.size == (112, 112)
 
 
 def test_default_padding_is_the_utkface_calibration():
-    assert FaceDetector().padding == UTKFACE_PADDING == pytest.approx(0.2)
+    assert FaceDetector(detector="hog").padding == UTKFACE_PADDING == pytest.approx(0.2)
 
 
 def test_chip_matches_dlib_get_face_chip_with_68_points(astronaut):
@@ -78,7 +78,7 @@ def test_five_point_model_is_corrected_towards_the_68_point_framing(astronaut):
     raw = crop_geometry(dlib.get_face_chip_details(s5, 200, UTKFACE_PADDING))
     assert abs(corrected[0] / ref[0] - 1) < 0.06 and np.abs(corrected[1:] - ref[1:]).max() < 0.02 * ref[0]
     assert np.abs(corrected - ref).sum() < np.abs(raw - ref).sum()
-    chip = FaceDetector(landmark_model=5).detect(astronaut)[0].chip
+    chip = FaceDetector(detector="hog", landmark_model=5).detect(astronaut)[0].chip
     assert chip.size == (200, 200)
 
 
@@ -88,12 +88,12 @@ def test_no_face_gives_empty_list(kind):
         img = Image.new("RGB", (200, 200), (128, 128, 128))
     else:
         img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8))
-    assert FaceDetector().detect(img) == []
+    assert FaceDetector(detector="hog").detect(img) == []
 
 
 def test_align_whole_takes_the_image_as_the_box(faces):
     chip = faces[0].chip
-    face = FaceDetector().align_whole(chip)
+    face = FaceDetector(detector="hog").align_whole(chip)
     assert face.box == (0, 0, 200, 200)
     assert face.chip.size == (200, 200)
     assert inside(face.landmarks, face.box)
@@ -103,7 +103,7 @@ def test_align_whole_takes_the_image_as_the_box(faces):
 
 def test_large_image_detected_on_a_downscaled_copy_and_mapped_back(astronaut):
     big = astronaut.resize((2048, 2048), Image.Resampling.BILINEAR)
-    faces = FaceDetector().detect(big)
+    faces = FaceDetector(detector="hog").detect(big)
     assert len(faces) == 1
     left, top, right, bottom = faces[0].box
     assert 640 <= left <= 760 and 1000 <= right <= 1120 and 240 <= top <= 360 and 620 <= bottom <= 740
@@ -115,13 +115,13 @@ def test_faces_sorted_by_area_and_min_face(astronaut):
     canvas = Image.new("RGB", (768, 512), (128, 128, 128))
     canvas.paste(small, (0, 128))
     canvas.paste(astronaut.crop((0, 0, 512, 512)), (256, 0))
-    faces = FaceDetector(thorough=True).detect(canvas)
+    faces = FaceDetector(detector="hog", thorough=True).detect(canvas)
     assert len(faces) == 2
     assert faces[0].area > faces[1].area
-    assert FaceDetector(min_face=60, thorough=True).detect(canvas)[0].area == faces[0].area
-    assert len(FaceDetector(min_face=60, thorough=True).detect(canvas)) == 1
+    assert FaceDetector(detector="hog", min_face=60, thorough=True).detect(canvas)[0].area == faces[0].area
+    assert len(FaceDetector(detector="hog", min_face=60, thorough=True).detect(canvas)) == 1
     # the known cost of the default's coarse-to-fine pass: a 45-px face beside an 88-px one is left to --thorough
-    default = FaceDetector().detect(canvas)
+    default = FaceDetector(detector="hog").detect(canvas)
     assert len(default) == 1 and np.abs(np.array(default[0].box) - np.array(faces[0].box)).max() <= 15
 
 
@@ -129,35 +129,35 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="detector"):
         FaceDetector(detector="yolo")
     with pytest.raises(ValueError, match="landmark_model"):
-        FaceDetector(landmark_model=17)
+        FaceDetector(detector="hog", landmark_model=17)
 
 
 def test_tightly_cropped_face_is_found_by_the_padded_retry(astronaut):
     """A crop inside the detected box is too tight for HOG upsampled by 2; the retry on an edge-padded copy finds
     it, with boxes and landmarks in the crop's own coordinates."""
-    faces = FaceDetector(thorough=True).detect(astronaut)
+    faces = FaceDetector(detector="hog", thorough=True).detect(astronaut)
     left, top, right, bottom = faces[0].box
     inset = (right - left) // 10
     crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset))
-    assert FaceDetector(pad_retry=0, thorough=True).detect(crop) == []
-    found = FaceDetector(thorough=True).detect(crop)
+    assert FaceDetector(detector="hog", pad_retry=0, thorough=True).detect(crop) == []
+    found = FaceDetector(detector="hog", thorough=True).detect(crop)
     assert len(found) == 1 and found[0].box == (0, 0, crop.width, crop.height)  # clipped to the crop
     expected = faces[0].landmarks - np.array([left + inset, top + inset])
     assert np.abs(found[0].landmarks - expected).max() <= 5  # the same eyes and nose, within a few pixels
     assert found[0].chip.size == (200, 200)
     with pytest.raises(ValueError, match="pad_retry"):
-        FaceDetector(pad_retry=2)
+        FaceDetector(detector="hog", pad_retry=2)
 
 
 def test_padded_retry_on_a_big_tight_crop_looks_at_a_small_copy(astronaut, monkeypatch):
     """A tight crop enlarged to 600 px fills the frame: the retry finds it on a copy whose short side is
     PAD_RETRY_SIDE, in one pass (no fine pass), and maps box and landmarks back to the crop's pixels."""
-    faces = FaceDetector().detect(astronaut)
+    faces = FaceDetector(detector="hog").detect(astronaut)
     left, top, right, bottom = faces[0].box
     inset = (right - left) // 8  # at // 10 the crop's own weak hit is confirmed: no retry
     crop = astronaut.crop((left + inset, top + inset, right - inset, bottom - inset)).resize((600, 600))
-    assert FaceDetector(pad_retry=0).detect(crop) == []
-    detector = FaceDetector()
+    assert FaceDetector(detector="hog", pad_retry=0).detect(crop) == []
+    detector = FaceDetector(detector="hog")
     sizes = []
     real = FaceDetector._hog
 
@@ -210,9 +210,9 @@ def count_fine_passes(monkeypatch) -> list:
 
 def test_small_face_on_a_big_canvas_is_found_by_the_fine_pass(astronaut, monkeypatch):
     img, centre = pasted(astronaut, 48)
-    assert FaceDetector(upsample=0).detect(img) == []  # below the first pass's floor
+    assert FaceDetector(detector="hog", upsample=0).detect(img) == []  # below the first pass's floor
     calls = count_fine_passes(monkeypatch)
-    faces = FaceDetector().detect(img)
+    faces = FaceDetector(detector="hog").detect(img)
     assert calls == [detect_module.FINE_SCALE]
     assert len(faces) == 1 and contains(faces[0], centre)
     assert 40 <= faces[0].box[2] - faces[0].box[0] <= 65, faces[0].box
@@ -221,17 +221,17 @@ def test_small_face_on_a_big_canvas_is_found_by_the_fine_pass(astronaut, monkeyp
 def test_large_faces_skip_the_fine_pass(astronaut, monkeypatch):
     img, centre = pasted(astronaut, 110)
     calls = count_fine_passes(monkeypatch)
-    faces = FaceDetector().detect(img)
+    faces = FaceDetector(detector="hog").detect(img)
     assert calls == []  # the first pass found a face well above its floor: no upsampling
     assert len(faces) == 1 and contains(faces[0], centre)
-    thorough = FaceDetector(thorough=True).detect(img)  # the same face as the thorough mode, a few pixels apart
+    thorough = FaceDetector(detector="hog", thorough=True).detect(img)  # the same face as the thorough mode, a few pixels apart
     assert len(thorough) == 1 and np.abs(np.array(thorough[0].box) - np.array(faces[0].box)).max() <= 15
 
 
 def test_thorough_finds_faces_below_the_fine_pass(astronaut):
     img, centre = pasted(astronaut, 34)
-    assert FaceDetector().detect(img) == []
-    faces = FaceDetector(thorough=True).detect(img)
+    assert FaceDetector(detector="hog").detect(img) == []
+    faces = FaceDetector(detector="hog", thorough=True).detect(img)
     assert len(faces) == 1 and contains(faces[0], centre)
 
 
@@ -242,12 +242,12 @@ def test_face_free_images_yield_nothing_in_either_mode():
     gradient = Image.fromarray(np.broadcast_to(ramp, (480, w, 3)).copy())
     rocket = Image.fromarray(skimage_data.rocket())
     for img in (coffee, gradient, rocket):
-        assert FaceDetector().detect(img) == []
-        assert FaceDetector(thorough=True).detect(img) == []
+        assert FaceDetector(detector="hog").detect(img) == []
+        assert FaceDetector(detector="hog", thorough=True).detect(img) == []
 
 
 def test_astronaut_once_in_thorough_mode_too(astronaut, faces):
-    thorough = FaceDetector(thorough=True).detect(astronaut)
+    thorough = FaceDetector(detector="hog", thorough=True).detect(astronaut)
     assert len(thorough) == 1
     assert np.abs(np.array(thorough[0].box) - np.array(faces[0].box)).max() <= 12
 
@@ -286,28 +286,28 @@ def test_weak_face_on_noise_is_kept_by_the_chip_check(astronaut, monkeypatch):
     assert len(rects) == 1 and 0 <= scores[0] < 0.2 < detect_module.VERIFY_BELOW  # a weak hit
     no_cnn(monkeypatch)
     calls = count_calls(monkeypatch, "_chip_confirms")
-    faces = FaceDetector(upsample=0).detect(img)
+    faces = FaceDetector(detector="hog", upsample=0).detect(img)
     assert len(calls) == 1 and len(faces) == 1 and contains(faces[0], centre)
     assert faces[0].score == pytest.approx(scores[0])
     # upright and centred on its chip, the face scores far above the threshold: still confirmed at 1.0 (-0.35)
     monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", 1.0)
-    assert detect_module._chip_confirms(arr, rects[0])
+    assert detect_module._chip_confirms(arr, rects[0]) is not None
 
 
 def test_badge_is_rejected_by_the_chip_check(astronaut, monkeypatch):
     """Doubled, the astronaut gives the first HOG pass her face (1.22) and the mission badge (0.05): the badge's
     "aligned" chip is no face (HOG scores it -0.73), so exactly one face comes back, without the CNN."""
     big = astronaut.resize((1024, 1024), Image.Resampling.BILINEAR)
-    unverified = FaceDetector(verify_below=None).detect(big)
+    unverified = FaceDetector(detector="hog", verify_below=None).detect(big)
     assert len(unverified) == 2 and unverified[1].score < 0.1 and unverified[0].score > 1.0
     no_cnn(monkeypatch)
     calls = count_calls(monkeypatch, "_chip_confirms")
-    faces = FaceDetector().detect(big)
+    faces = FaceDetector(detector="hog").detect(big)
     # checked: the badge and one weak hit under dlib's threshold (WEAK_THRESHOLD); both rejected
     assert len(calls) == 2 and len(faces) == 1 and faces[0].box == unverified[0].box
     left, top, right, bottom = unverified[1].box
     monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", -0.6)  # rejected with a margin
-    assert not detect_module._chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1))
+    assert detect_module._chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1)) is None
 
 
 def test_thorough_confirms_weak_hits_with_the_cnn(astronaut, monkeypatch):
@@ -316,7 +316,7 @@ def test_thorough_confirms_weak_hits_with_the_cnn(astronaut, monkeypatch):
 
     monkeypatch.setattr(detect_module, "_chip_confirms", fail)
     calls = count_calls(monkeypatch, "_cnn_confirms")
-    faces = FaceDetector(thorough=True).detect(astronaut)  # the badge (0.12) goes to the CNN, which rejects it
+    faces = FaceDetector(detector="hog", thorough=True).detect(astronaut)  # the badge (0.12) goes to the CNN, which rejects it
     assert len(calls) == 1 and len(faces) == 1
 
 
@@ -326,14 +326,15 @@ def test_hits_under_dlibs_threshold_need_a_face_on_their_chip(astronaut, monkeyp
     img, centre = weak_tilted_face(astronaut)
     face_rect = detect_module._hog_detector().run(np.asarray(img), 0, 0.0)[0][0]
     big = astronaut.resize((1024, 1024), Image.Resampling.BILINEAR)
-    badge = FaceDetector(verify_below=None).detect(big)[1].box
+    badge = FaceDetector(detector="hog", verify_below=None).detect(big)[1].box
     badge_rect = dlib.rectangle(badge[0], badge[1], badge[2] - 1, badge[3] - 1)
     seen = []
     real = detect_module._chip_confirms
     monkeypatch.setattr(detect_module, "_chip_confirms", lambda arr, rect, t=None: seen.append(t) or real(arr, rect, t))
-    detector = FaceDetector()
+    detector = FaceDetector(detector="hog")
     assert detector._weak_threshold() == detect_module.WEAK_THRESHOLD < detector.threshold == 0
-    assert detector._verified(np.asarray(img), [(face_rect, -0.1)]) == [(face_rect, -0.1)]
+    [hit] = detector._verified(np.asarray(img), [(face_rect, -0.1)])
+    assert (hit.rect, hit.score) == (face_rect, -0.1) and hit.shape.num_parts == 68  # its landmarks go on to _align
     assert detector._verified(np.asarray(big), [(badge_rect, -0.1)]) == []
     assert seen == [detect_module.WEAK_CHIP_THRESHOLD] * 2
-    assert FaceDetector(verify_below=None)._weak_threshold() == 0  # no check: nothing under the threshold
+    assert FaceDetector(detector="hog", verify_below=None)._weak_threshold() == 0  # no check: nothing under the threshold
