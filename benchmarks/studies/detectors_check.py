@@ -39,7 +39,7 @@ def photos(data: Path, seed: int, negatives: int) -> None:
     sets["negatives"] = negative_photos(negatives, seed + 7)
     arrays = {k: [_jpeg(p.image) for p in v] for k, v in sets.items()}
     weak = det.WEAK_THRESHOLD
-    for name, kind, weak_threshold in (("hog, no weak hits", "hog", 0.0), ("hog (default)", "hog", weak), ("blazeface", "blazeface", weak)):
+    for name, kind, weak_threshold in (("hog, no weak hits", "hog", 0.0), ("hog", "hog", weak), ("blazeface (default)", "blazeface", weak)):
         det.WEAK_THRESHOLD = weak_threshold
         detector = det.FaceDetector(detector=kind)
         for set_name, photos_ in sets.items():
