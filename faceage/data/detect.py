@@ -22,6 +22,7 @@ runs dlib's upsampling by 2 (boxes from ~40 px) and confirms weak hits with the 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -109,12 +110,26 @@ BLAZE_TO_HOG = (0.955, -0.017)
 LANDMARKS_TO_HOG = (1.016, 0.0043, -0.0796)
 BLAZE_REFITS = 3
 BLAZE_CLOSE_UP = 0.4
-# ...but first, HOG itself is asked for the close-up's box (_hog_box_near): no upsampling, on the BlazeFace box plus half
-# its side around it, shrunk to at most BLAZE_HOG_SIDE pixels; its best hit overlapping the box by BLAZE_HOG_IOU gives
-# the landmarks' box. On a tight crop that is HOG's box on the whole image, so the chip is the one detector="hog" cuts:
+# ...but first, HOG itself is asked for the close-up's box (_hog_box_near): no upsampling, on the BlazeFace box plus
+# its side around it (BlazeFace may box half of a close-up: the search must see the whole), shrunk to at most
+# BLAZE_HOG_SIDE pixels; its best hit overlapping the box by BLAZE_HOG_IOU is the face's box and the landmarks'.
+# On a tight crop that is HOG's box on the whole image, so the chip is the one detector="hog" cuts:
 # on the same 400 chips the MAE is 4.73 (HOG 4.71; the refits alone 4.85); the refits remain for faces HOG misses.
 BLAZE_HOG_SIDE = 400
 BLAZE_HOG_IOU = 0.3
+# BlazeFace costs the same on every image (~8 ms: it sees 256x256), HOG in proportion to the pixels (~3 ms on a
+# 200x200 chip). So on images of at most HOG_FIRST_PIXELS (the detection copy), HOG looks first, without upsampling,
+# and its faces are kept when it finds some and all are at least SMALL_FACE_SIDE; otherwise BlazeFace looks. Small
+# pre-cropped faces (UTKFace chips) are then detected and aligned exactly as by detector="hog": on 2,000 utkface/ chips
+# BlazeFace alone ran 2.2x slower than HOG (32.8 s against 14.9 s, `faceage predict DIR`).
+HOG_FIRST_PIXELS = 320 * 320
+# Two detections are one face (_distinct keeps the best-scoring) when both eyes of one lie within DUPLICATE_EYES
+# inter-ocular distances of the other's, or when their boxes share DUPLICATE_COVER of the smaller one's area. On the
+# 18,977 utkface/ chips BlazeFace reported a second box on 1,420 close-ups: a part of the face (often one half),
+# overlapping the whole too little for its suppression. Aligned, ~92% of them gave the same eyes as the whole face,
+# the rest a squeezed face inside it; faces side by side in a photo share no area.
+DUPLICATE_EYES = 0.25
+DUPLICATE_COVER = 0.5
 # BlazeFace hits from BLAZE_MIN_SCORE (MediaPipe's default is 0.5) up to BLAZE_VERIFY_BELOW are kept when the chip
 # check confirms them. On the same photos and 300 face-free crops (seed 3), of the 298 faces and 139 false hits
 # scoring 0.4 .. 0.85, the check (HOG >= -0.35 on the 100-px chip) kept 295 faces and 1 false hit (scored 0.40).
@@ -196,9 +211,14 @@ def _shape_predictor(n_points: int) -> dlib.shape_predictor:
 _local = threading.local()  # dlib detectors keep scratch state: one instance per thread
 
 
+@cache
+def _hog_prototype() -> dlib.fhog_object_detector:
+    return dlib.get_frontal_face_detector()  # ~0.3-0.5 s: dlib builds it from its serialised form
+
+
 def _hog_detector() -> dlib.fhog_object_detector:
     if not hasattr(_local, "hog"):
-        _local.hog = dlib.get_frontal_face_detector()
+        _local.hog = copy.deepcopy(_hog_prototype())  # ~2 ms for each new thread (dlib's pickle support)
     return _local.hog
 
 
@@ -353,8 +373,8 @@ class FaceDetector:
             blazeface.load()
         if self.detector == "cnn" or self.thorough:
             _cnn_detector()
-        else:
-            _hog_detector()
+        if self.detector != "cnn":
+            _hog_detector()  # HOG or its chip check (BlazeFace's too); other threads copy it
         return self
 
     def detect(self, image: Image.Image | np.ndarray) -> list[Face]:
@@ -370,7 +390,7 @@ class FaceDetector:
         faces = self._detect(image)
         if not faces and self.pad_retry > 0:
             faces = self._detect_padded(image)
-        return sorted(faces, key=lambda f: f.area, reverse=True)
+        return sorted(_distinct(faces), key=lambda f: f.area, reverse=True)
 
     def align_whole(self, image: Image.Image | np.ndarray) -> Face:
         """Takes the whole image as the face box (a pre-cropped face) and aligns it by its landmarks.
@@ -403,13 +423,13 @@ class FaceDetector:
         small, factor = _downscale(image, max_side or self.max_side)
         arr = np.asarray(image)
         faces = []
-        for rect, score, shape in self._find(small, fine, retry):
-            rect = _scale_rect(rect, factor)
+        for hit in self._find(small, fine, retry):
+            rect = _scale_rect(hit.rect, factor)
             if min(rect.width(), rect.height()) < self.min_face:
                 continue
             # the chip check's 68 landmarks are the ones _align would fit (same box, same pixels) unless downscaled
-            reuse = shape if factor == 1.0 and self.landmark_model == 68 else None
-            faces.append(self._align(arr, rect, score, reuse))
+            reuse = hit.shape if factor == 1.0 and self.landmark_model == 68 else None
+            faces.append(self._align(arr, rect, hit.score, reuse, hit.hog))
         return faces
 
     def _detect_padded(self, image: Image.Image) -> list[Face]:
@@ -436,6 +456,10 @@ class FaceDetector:
             found = [(d.rect, float(d.confidence)) for d in _cnn_detector()(arr, self.upsample)]
             return [_Hit(r, s) for r, s in found if s >= self.threshold]
         if self.detector == "blazeface":
+            if not self.thorough and arr.shape[0] * arr.shape[1] <= HOG_FIRST_PIXELS:  # see HOG_FIRST_PIXELS
+                found = self._verified(arr, self._hog(arr, 0, self._weak_threshold()))
+                if found and min(min(h.rect.width(), h.rect.height()) for h in found) >= SMALL_FACE_SIDE:
+                    return [h._replace(hog=True) for h in found]
             return self._blazeface(arr, fine, retry)
         if self.thorough or self.upsample <= 0:
             return self._verified(arr, self._hog(arr, self.upsample))
@@ -470,9 +494,9 @@ class FaceDetector:
             w = right - left
             rect = _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
             if self.verify_below is None or (score >= BLAZE_VERIFY_BELOW and not check_all):
-                out.append(_Hit(rect, score))
+                out.append(_Hit(rect, score, hog=False))
             elif (shape := _chip_confirms(arr, rect)) is not None:
-                out.append(_Hit(rect, score, shape))
+                out.append(_Hit(rect, score, shape, hog=False))
         return out
 
     def _weak_threshold(self) -> float:
@@ -506,10 +530,11 @@ class FaceDetector:
         return out
 
     def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float,
-               shape: dlib.full_object_detection | None = None) -> Face:
-        """The face in ``rect``: landmarks (``shape`` when already fitted in this box) and the aligned chip."""
-        if self.detector == "blazeface" and rect.width() > BLAZE_CLOSE_UP * min(arr.shape[:2]):  # see BLAZE_CLOSE_UP
-            shape = self._close_up_shape(arr, rect)
+               shape: dlib.full_object_detection | None = None, hog: bool = True) -> Face:
+        """The face in ``rect``: landmarks (``shape`` when already fitted in this box) and the aligned chip; ``hog``:
+        ``rect`` is HOG's own box (else a BlazeFace close-up asks HOG for one first)."""
+        if not hog and rect.width() > BLAZE_CLOSE_UP * min(arr.shape[:2]):  # see BLAZE_CLOSE_UP
+            rect, shape = self._close_up(arr, rect)
         elif shape is None:
             shape = _shape_predictor(self.landmark_model)(arr, rect)
         details = chip_details(shape, self.chip_size, self.padding)
@@ -518,35 +543,38 @@ class FaceDetector:
         landmarks = pts[_FIVE_FROM_68] if self.landmark_model == 68 else pts
         return Face(box=_clip_box(rect, arr.shape[1], arr.shape[0]), landmarks=landmarks, score=score, chip=chip)
 
-    def _close_up_shape(self, arr: np.ndarray, rect: dlib.rectangle) -> dlib.full_object_detection:
-        """Landmarks of a BlazeFace close-up (see BLAZE_CLOSE_UP): fitted from HOG's own box where HOG finds the face
-        around ``rect``, else refitted BLAZE_REFITS times from the HOG-like box of the last fit's landmarks."""
+    def _close_up(self, arr: np.ndarray, rect: dlib.rectangle) -> tuple[dlib.rectangle, dlib.full_object_detection]:
+        """Box and landmarks of a BlazeFace close-up (see BLAZE_CLOSE_UP): HOG's own box, and landmarks fitted from it,
+        where HOG finds the face around ``rect``; else ``rect``, with landmarks refitted BLAZE_REFITS times from the
+        HOG-like box of the last fit's."""
         predictor = _shape_predictor(self.landmark_model)
         hog = _hog_box_near(arr, rect)
         if hog is not None:
-            return predictor(arr, hog)
+            return hog, predictor(arr, hog)
         shape = predictor(arr, rect)
         for _ in range(BLAZE_REFITS):
             shape = predictor(arr, _hog_box_of(shape))
-        return shape
+        return rect, shape
 
 
 class _Hit(NamedTuple):
-    """One detector box (detection-image pixels) with its score, and the 68 landmarks if the chip check fitted them."""
+    """One detector box (detection-image pixels) with its score, the 68 landmarks if the chip check fitted them, and
+    whether the box is one HOG drew (BlazeFace's are mapped to HOG's framing, see BLAZE_TO_HOG)."""
 
     rect: dlib.rectangle
     score: float
     shape: dlib.full_object_detection | None = None
+    hog: bool = True
 
 
 def _hog_box_near(arr: np.ndarray, rect: dlib.rectangle) -> dlib.rectangle | None:
     """HOG's box (no upsampling, hits down to WEAK_THRESHOLD) for the face in ``rect``: the best-scoring one overlapping
-    it by IoU >= BLAZE_HOG_IOU, searched in ``rect`` plus half its side around it, on a copy at most BLAZE_HOG_SIDE
+    it by IoU >= BLAZE_HOG_IOU, searched in ``rect`` plus its side around it, on a copy at most BLAZE_HOG_SIDE
     pixels wide. On a tight crop that is the whole image at full size: HOG's box, as ``detector="hog"`` gets it."""
     h, w = arr.shape[:2]
-    half = max(rect.width(), rect.height()) // 2
-    left, top = max(0, rect.left() - half), max(0, rect.top() - half)
-    right, bottom = min(w, rect.right() + 1 + half), min(h, rect.bottom() + 1 + half)
+    margin = max(rect.width(), rect.height())
+    left, top = max(0, rect.left() - margin), max(0, rect.top() - margin)
+    right, bottom = min(w, rect.right() + 1 + margin), min(h, rect.bottom() + 1 + margin)
     crop = np.ascontiguousarray(arr[top:bottom, left:right])
     scale = min(1.0, BLAZE_HOG_SIDE / max(crop.shape[:2]))
     if scale < 1.0:
@@ -561,6 +589,26 @@ def _hog_box_near(arr: np.ndarray, rect: dlib.rectangle) -> dlib.rectangle | Non
         if iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), target) >= BLAZE_HOG_IOU and (best is None or s > best[1]):
             best = (r, s)
     return None if best is None else best[0]
+
+
+def _distinct(faces: list[Face]) -> list[Face]:
+    """One face per face: the best-scoring of detections that are the same face (see DUPLICATE_EYES)."""
+    def eyes(f: Face) -> np.ndarray:
+        return np.stack([f.landmarks[0:2].mean(0), f.landmarks[2:4].mean(0)])
+
+    def same(f: Face, e: np.ndarray, g: Face, ge: np.ndarray) -> bool:
+        if np.linalg.norm(e - ge, axis=1).max() <= DUPLICATE_EYES * np.linalg.norm(ge[0] - ge[1]):
+            return True
+        w = min(f.box[2], g.box[2]) - max(f.box[0], g.box[0])
+        h = min(f.box[3], g.box[3]) - max(f.box[1], g.box[1])
+        return w > 0 and h > 0 and w * h >= DUPLICATE_COVER * max(1, min(f.area, g.area))
+
+    kept: list[tuple[Face, np.ndarray]] = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        e = eyes(f)
+        if not any(same(f, e, g, ge) for g, ge in kept):
+            kept.append((f, e))
+    return [f for f, _ in kept]
 
 
 def _hog_box_of(shape: dlib.full_object_detection) -> dlib.rectangle:

@@ -101,7 +101,7 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
         predictor = real(n)
         return lambda arr, rect: calls.append(rect) or predictor(arr, rect)
 
-    close_up = astronaut.crop((150, 50, 290, 190)).resize((280, 280))
+    close_up = astronaut.crop((150, 50, 290, 190)).resize((400, 400))
     hog = FaceDetector(detector="hog").detect(close_up)[0]
     monkeypatch.setattr(detect_module, "_shape_predictor", counting)
     face = FaceDetector(detector="blazeface").detect(close_up)
@@ -138,3 +138,38 @@ def test_second_looks_check_every_hit(astronaut, monkeypatch):
     assert len(detector._blazeface(arr)) == 1 and len(checked) == 2
     monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: None)  # a check that fails drops it
     assert detector._blazeface(arr) == []
+
+
+def test_a_face_boxed_twice_is_one_face(astronaut, monkeypatch):
+    """BlazeFace may box a close-up twice, the whole face and one half of it (1,420 of the utkface/ chips): both align
+    to the same face, reported once with HOG's box, as detector="hog" reports it. Two faces side by side stay two."""
+    close_up = np.asarray(astronaut.crop((150, 50, 290, 190)).resize((400, 400)))
+    [(box, score, keypoints)] = blazeface.detect(close_up)
+    left, top, right, bottom = box
+    half = ((left + right) / 2, top, right + 0.2 * (right - left), bottom)  # the right half, out of the image; unchecked
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: [(box, 0.95, keypoints), (half, 0.92, keypoints)])
+    faces = FaceDetector(detector="blazeface").detect(close_up)
+    hog = FaceDetector(detector="hog").detect(close_up)
+    assert len(faces) == 1 and len(hog) == 1 and faces[0].box == hog[0].box
+    monkeypatch.undo()
+    pair = np.concatenate([close_up, close_up], axis=1)  # two faces, 400 px apart
+    assert len(FaceDetector(detector="blazeface").detect(pair)) == 2
+
+
+def test_small_images_are_detected_by_hog_first(astronaut, monkeypatch):
+    """On an image of at most HOG_FIRST_PIXELS, HOG looks first (cheaper there than BlazeFace's fixed 256x256 pass):
+    a 200x200 close-up comes out exactly as detector="hog" gives it, without running BlazeFace. Where HOG finds no
+    face there, BlazeFace looks; a larger image goes to BlazeFace directly."""
+    from faceage.data import detect as detect_module
+
+    chip = astronaut.crop((150, 50, 290, 190)).resize((200, 200))
+    hog = FaceDetector(detector="hog").detect(chip)
+    calls = []
+    real = blazeface.detect
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: calls.append(a.shape) or real(a, s))
+    [face] = FaceDetector(detector="blazeface").detect(chip)
+    assert calls == [] and face.box == hog[0].box and np.array_equal(np.asarray(face.chip), np.asarray(hog[0].chip))
+    assert 200 * 200 <= detect_module.HOG_FIRST_PIXELS < 400 * 400
+    assert len(FaceDetector(detector="blazeface").detect(chip.resize((400, 400)))) == 1 and calls == [(400, 400, 3)]
+    monkeypatch.setattr(detect_module.FaceDetector, "_hog", lambda self, arr, up, t=None: [])
+    assert len(FaceDetector(detector="blazeface").detect(chip)) == 1 and len(calls) == 2
