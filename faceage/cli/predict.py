@@ -26,9 +26,9 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", default=None, metavar="DIR", help="write copies with boxes and ages drawn into DIR")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped aligned face")
     p.add_argument("--thorough", action="store_true",
-                   help="HOG always upsampled by 2 and weak hits confirmed by dlib's CNN: faces from ~40 px in every photo, "
-                        "slower (default: upsampled only where the first pass finds no face or a small one, weak hits "
-                        "confirmed by HOG on their aligned chip)")
+                   help="smaller faces everywhere, slower: BlazeFace also searches four corner tiles of every photo (by "
+                        "default only where the whole photo gave no face); with --detector hog, HOG upsampled by 2 and "
+                        "weak hits confirmed by dlib's CNN (faces from ~40 px)")
     add_engine_options(p)
     p.add_argument("--fractional-ages", action="store_true",
                    help="report the expected age unrounded, also for a model that reports whole years (round_ages)")

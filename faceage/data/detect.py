@@ -371,7 +371,7 @@ class FaceDetector:
             from faceage.data import blazeface
 
             blazeface.load()
-        if self.detector == "cnn" or self.thorough:
+        if self.detector == "cnn" or (self.thorough and self.detector == "hog"):
             _cnn_detector()
         if self.detector != "cnn":
             _hog_detector()  # HOG or its chip check (BlazeFace's too); other threads copy it

@@ -25,7 +25,8 @@ class FaceChips:
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
         detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
             (dlib's HOG or MMOD).
-        thorough: HOG always upsampled and weak hits confirmed by the CNN (see :class:`faceage.data.detect.FaceDetector`).
+        thorough: BlazeFace's corner tiles on every image; HOG always upsampled, weak hits confirmed by the CNN (see
+            :class:`faceage.data.detect.FaceDetector`).
     """
 
     def __init__(self, input_config: dict, detect: bool = True, detector: str = DEFAULT_DETECTOR, thorough: bool = False) -> None:

@@ -147,8 +147,8 @@ class Predictor:
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
             (dlib's HOG or MMOD).
-        thorough: HOG always upsampled and weak hits confirmed by dlib's CNN (faces from ~40 px everywhere, slower); by default it upsamples only photos
-            where the first pass finds no face or a small one (:class:`faceage.data.detect.FaceDetector`).
+        thorough: smaller faces everywhere, slower: BlazeFace also searches four corner tiles of every photo; HOG is
+            always upsampled and its weak hits confirmed by dlib's CNN (:class:`faceage.data.detect.FaceDetector`).
         batch_size: faces per forward pass.
         workers: helpers decoding (and detecting) images in parallel (default: :func:`default_workers`): worker
             processes when :meth:`predict_files` detects faces in many files, threads otherwise.
@@ -329,7 +329,8 @@ class Predictor:
     def _prepared(self, files: list[str], ahead: int) -> Iterator[tuple[str, tuple | str]]:
         """``(path, (boxes, chips) or problem)`` for each file in order, prepared at most ``ahead`` files ahead."""
         fc = self.face_chips
-        forkable = not fc.thorough and fc.detector_kind != "cnn"  # dlib's CNN hung in forked workers: threads there
+        # dlib's CNN (the cnn detector, HOG's thorough check) hung in forked workers: threads there
+        forkable = fc.detector_kind != "cnn" and not (fc.thorough and fc.detector_kind == "hog")
         if self.detect and forkable and self.workers > 1 and len(files) >= PROCESS_POOL_MIN_FILES and _can_fork():
             yield from self._prepared_in_processes(files, ahead)
             return

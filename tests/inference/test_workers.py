@@ -112,8 +112,12 @@ def test_workers_exit_when_their_parent_is_killed(tiny_model_dir, photos, tmp_pa
     assert not any(alive(pid) for pid in workers)
 
 
-def test_thorough_detection_stays_in_threads(tiny_model_dir, photos):
-    """dlib's CNN (thorough's check) hung in forked workers: with it the files go through threads."""
-    predictor = Predictor(str(tiny_model_dir), workers=2, threads=1, thorough=True)
+def test_thorough_hog_detection_stays_in_threads(tiny_model_dir, photos):
+    """dlib's CNN (thorough HOG's check) hung in forked workers: with it the files go through threads. Thorough
+    BlazeFace (corner tiles, no CNN) keeps the processes."""
+    predictor = Predictor(str(tiny_model_dir), workers=2, threads=1, thorough=True, detector="hog")
     assert len(list(predictor.predict_files(photos[:PROCESS_POOL_MIN_FILES]))) == PROCESS_POOL_MIN_FILES
     assert predictor._pool is None
+    with Predictor(str(tiny_model_dir), workers=2, threads=1, thorough=True) as blaze:
+        assert len(list(blaze.predict_files(photos[:PROCESS_POOL_MIN_FILES]))) == PROCESS_POOL_MIN_FILES
+        assert blaze._pool is not None
