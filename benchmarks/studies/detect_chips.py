@@ -16,8 +16,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=300, help="first N faces of the split (0: all)")
     p.add_argument("--model", default=None, help="age model (default: the bundled one)")
     args = p.parse_args()
-    from faceage.data.images import load_image
     from faceage.data.detect import PAD_RETRY, FaceDetector
+    from faceage.data.images import load_image
     from faceage.inference.predictor import Predictor
 
     records, split = read_split(args)

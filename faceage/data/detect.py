@@ -419,7 +419,8 @@ class FaceDetector:
         return self._align(arr, dlib.rectangle(left, top, right - 1, bottom - 1), 0.0)
 
     # ---- stages -----------------------------------------------------------------------------------------------
-    def _detect(self, image: Image.Image, max_side: int | None = None, fine: bool = True, retry: bool = False) -> list[Face]:
+    def _detect(self, image: Image.Image, max_side: int | None = None, fine: bool = True,
+                retry: bool = False) -> list[Face]:
         small, factor = _downscale(image, max_side or self.max_side)
         arr = np.asarray(image)
         faces = []
@@ -439,7 +440,8 @@ class FaceDetector:
         padded = Image.fromarray(np.pad(np.asarray(image), ((my, my), (mx, mx), (0, 0)), mode="edge"))
         short = min(padded.size)
         if short > PAD_RETRY_SIDE and not self.thorough:  # see PAD_RETRY_SIDE
-            faces = self._detect(padded, min(self.max_side, round(max(padded.size) * PAD_RETRY_SIDE / short)), False, True)
+            side = min(self.max_side, round(max(padded.size) * PAD_RETRY_SIDE / short))
+            faces = self._detect(padded, side, fine=False, retry=True)
         else:
             faces = self._detect(padded, retry=True)
         for f in faces:
@@ -586,7 +588,8 @@ def _hog_box_near(arr: np.ndarray, rect: dlib.rectangle) -> dlib.rectangle | Non
     for r, s in zip(rects, scores):
         r = _scale_rect(r, 1.0 / scale)
         r = dlib.rectangle(r.left() + left, r.top() + top, r.right() + left, r.bottom() + top)
-        if iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), target) >= BLAZE_HOG_IOU and (best is None or s > best[1]):
+        overlap = iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), target)
+        if overlap >= BLAZE_HOG_IOU and (best is None or s > best[1]):
             best = (r, s)
     return None if best is None else best[0]
 

@@ -23,9 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from faceage._io import atomic_target, write_text_atomic
-from faceage.data.images import ImageLoadError, is_image_file, load_image
 from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 from faceage.data.detectors import DEFAULT_DETECTOR
+from faceage.data.images import ImageLoadError, is_image_file, load_image
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "prepare_settings.json"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from PIL import Image
-
 import argparse
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+from PIL import Image
 
 from faceage.cli._common import add_detector_option
 from faceage.data import blazeface
