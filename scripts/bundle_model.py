@@ -118,7 +118,7 @@ Research and teaching on age estimation: a baseline, a pretrained start, a demo.
 - Trained on UTKFace alone: web photos, mostly frontal, many faces aged 20-45 and about 13% under 10, 42% white;
   errors grow with age (see the bands) and may differ by race and gender (run `faceage report`). Gender of young
   children is close to a guess.
-- Needs a detectable, roughly frontal face (dlib HOG by default); profile faces, heavy occlusion and very low
+- Needs a detectable face (MediaPipe's BlazeFace by default, aligned by dlib's 68 landmarks); profile faces, heavy occlusion and very low
   resolution degrade it. Real age, not apparent age.
 
 ## Licences
