@@ -133,8 +133,8 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray) 
         lt = np.maximum(boxes[i, :2], boxes[:, :2])
         rb = np.minimum(boxes[i, 2:], boxes[:, 2:])
         inter = np.prod(np.clip(rb - lt, 0, None), 1)
-        iou = inter / (area[i] + area - inter)
-        group = left & (iou > NMS_IOU)
+        overlap = inter / (area[i] + area - inter)
+        group = left & (overlap > NMS_IOU)
         w = scores[group][:, None]
         out.append(((boxes[group] * w).sum(0) / w.sum(), scores[i], (keypoints[group] * w[:, :, None]).sum(0) / w.sum()))
         left &= ~group

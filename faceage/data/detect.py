@@ -34,7 +34,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from faceage.data.boxes import iou
+from faceage.data.boxes import intersection, iou
 from faceage.data.detectors import DEFAULT_DETECTOR, DETECTORS
 
 # UTKFace chips were cut by dlib.get_face_chip from 68-point landmarks with padding 0.2 (dlib's own default).
@@ -137,11 +137,10 @@ DUPLICATE_COVER = 0.5
 # 0.94 of the 64-px faces, 0.40 found 0.955 (1 false hit on the crops either way), 0.35 0.9575 with more duplicates.
 # Fourth session: of 1,200 more face-free crops (benchmarks.studies.detection_verifiers' negatives, seeds 3, 8, 10),
 # 4 gave a false face: one scored 0.857 (unchecked under 0.85), two came from the second looks (tiles where the whole
-# image gave none, the padded retry), which look only where no face was seen and so now check every hit
-# (BLAZE_CHECK_SEARCHES). With both, 2 false faces; recall on the benchmark photos (seeds 0 and 1) unchanged.
+# image gave none, the padded retry), which look only where no face was seen and so now check every hit. With both,
+# 2 false faces; recall on the benchmark photos (seeds 0 and 1) unchanged.
 BLAZE_MIN_SCORE = 0.4
 BLAZE_VERIFY_BELOW = 0.9
-BLAZE_CHECK_SEARCHES = True
 # The whole image letterboxed to 256 px finds faces from ~1/12 of its long side. The four corner tiles (0.6 of each
 # side) find smaller ones (the 64-px faces of seed 1: 0.94 -> 0.99) but cost four more passes (small photos: 22 -> 15
 # photos/s), so FaceDetector runs them only where the whole image gave no face, and always with thorough.
@@ -253,8 +252,14 @@ def _scale_rect(rect: dlib.rectangle, factor: float) -> dlib.rectangle:
                           round((rect.right() + 1) * factor) - 1, round((rect.bottom() + 1) * factor) - 1)
 
 
+def _box(rect: dlib.rectangle) -> tuple[int, int, int, int]:
+    """The ``(left, top, right, bottom)`` box, right/bottom exclusive, of a dlib rectangle (inclusive)."""
+    return rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1
+
+
 def _clip_box(rect: dlib.rectangle, width: int, height: int) -> tuple[int, int, int, int]:
-    return (max(0, rect.left()), max(0, rect.top()), min(width, rect.right() + 1), min(height, rect.bottom() + 1))
+    left, top, right, bottom = _box(rect)
+    return max(0, left), max(0, top), min(width, right), min(height, bottom)
 
 
 def _points(shape: dlib.full_object_detection) -> np.ndarray:
@@ -461,7 +466,7 @@ class FaceDetector:
             if not self.thorough and arr.shape[0] * arr.shape[1] <= HOG_FIRST_PIXELS:  # see HOG_FIRST_PIXELS
                 found = self._verified(arr, self._hog(arr, 0, self._weak_threshold()))
                 if found and min(min(h.rect.width(), h.rect.height()) for h in found) >= SMALL_FACE_SIDE:
-                    return [h._replace(hog=True) for h in found]
+                    return found  # HOG's own boxes (_Hit.hog)
             return self._blazeface(arr, fine, retry)
         if self.thorough or self.upsample <= 0:
             return self._verified(arr, self._hog(arr, self.upsample))
@@ -480,16 +485,14 @@ class FaceDetector:
         """BlazeFace boxes as the HOG-like boxes dlib's landmark model was trained from (see BLAZE_TO_HOG), with
         the weak ones (under BLAZE_VERIFY_BELOW) kept only when HOG confirms them on their chip. The corner tiles
         too (``blazeface.detect_tiles``, for smaller faces) when the whole image gave none, or always with
-        ``thorough``. The second looks (tiles where the whole image gave none, the padded retry) check every hit:
-        see BLAZE_CHECK_SEARCHES."""
+        ``thorough``. The second looks (tiles where the whole image gave none, the padded retry) check every hit."""
         from faceage.data import blazeface
 
         found = blazeface.detect(arr, BLAZE_MIN_SCORE)
-        check_all = retry
+        check_all = retry  # see the comment on BLAZE_VERIFY_BELOW
         if fine and (self.thorough or not found):
             check_all = check_all or not found
             found = blazeface.detect_tiles(arr, BLAZE_MIN_SCORE)
-        check_all = check_all and BLAZE_CHECK_SEARCHES
         side_k, dy_k = BLAZE_TO_HOG
         out = []
         for (left, top, right, bottom), score, _ in found:
@@ -583,12 +586,12 @@ def _hog_box_near(arr: np.ndarray, rect: dlib.rectangle) -> dlib.rectangle | Non
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
         crop = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     rects, scores, _ = _hog_detector().run(crop, 0, WEAK_THRESHOLD)
-    target = (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
+    target = _box(rect)
     best = None
     for r, s in zip(rects, scores):
         r = _scale_rect(r, 1.0 / scale)
         r = dlib.rectangle(r.left() + left, r.top() + top, r.right() + left, r.bottom() + top)
-        overlap = iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), target)
+        overlap = iou(_box(r), target)
         if overlap >= BLAZE_HOG_IOU and (best is None or s > best[1]):
             best = (r, s)
     return None if best is None else best[0]
@@ -602,9 +605,8 @@ def _distinct(faces: list[Face]) -> list[Face]:
     def same(f: Face, e: np.ndarray, g: Face, ge: np.ndarray) -> bool:
         if np.linalg.norm(e - ge, axis=1).max() <= DUPLICATE_EYES * np.linalg.norm(ge[0] - ge[1]):
             return True
-        w = min(f.box[2], g.box[2]) - max(f.box[0], g.box[0])
-        h = min(f.box[3], g.box[3]) - max(f.box[1], g.box[1])
-        return w > 0 and h > 0 and w * h >= DUPLICATE_COVER * max(1, min(f.area, g.area))
+        shared = intersection(f.box, g.box)
+        return shared > 0 and shared >= DUPLICATE_COVER * max(1, min(f.area, g.area))
 
     kept: list[tuple[Face, np.ndarray]] = []
     for f in sorted(faces, key=lambda f: -f.score):

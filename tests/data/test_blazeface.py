@@ -120,7 +120,7 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
 def test_second_looks_check_every_hit(astronaut, monkeypatch):
     """A confident hit (0.99 >= BLAZE_VERIFY_BELOW) of the whole image is kept unchecked; the same hit from the corner
     tiles, searched because the whole image gave none, or from the padded retry, is checked on its chip
-    (BLAZE_CHECK_SEARCHES): those looks search where no face was seen, where most false faces came from."""
+    (see BLAZE_VERIFY_BELOW): those looks search where no face was seen, where most false faces came from."""
     from faceage.data import detect as detect_module
 
     arr = np.asarray(astronaut)
