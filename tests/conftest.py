@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -15,7 +17,9 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of retrying
 # the decoded-chip cache of training runs goes to a throwaway folder, never the user's ~/.cache
-os.environ.setdefault("FACEAGE_CACHE", tempfile.mkdtemp(prefix="faceage-test-cache-"))
+if "FACEAGE_CACHE" not in os.environ:
+    os.environ["FACEAGE_CACHE"] = tempfile.mkdtemp(prefix="faceage-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FACEAGE_CACHE"], ignore_errors=True)  # removed when the run ends
 
 CORNER = (255, 0, 0)  # marker colour in the stored top-left corner of the EXIF-rotated JPEG
 
