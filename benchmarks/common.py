@@ -1,5 +1,6 @@
 """What the benchmark scripts share: where the shared UTKFace data is (and the one message when it is absent), the
-options that pick a saved split of it, the machine description, the cache folder and atomic JSON writing."""
+options that pick a saved split of it, the machine description, the cache folder, atomic JSON writing and the
+``faceage`` command."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import importlib.metadata
 import json
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface"  # ../shared/data/utkface beside the checkout
+
+
+def faceage_executable() -> list[str]:
+    """The ``faceage`` console script beside this interpreter, else ``python -m faceage.cli`` (same start-up)."""
+    script = Path(sys.executable).parent / "faceage"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "faceage.cli"]
 
 
 def default_cache() -> Path:

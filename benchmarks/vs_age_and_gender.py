@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import DEFAULT_DATA, REPO, machine_info, write_json
+from benchmarks.common import DEFAULT_DATA, REPO, faceage_executable, machine_info, write_json
 from faceage.data.readers import read_dataset
 from faceage.data.splits import split_records
 from faceage.evaluation.metrics import AGE_BAND_LABELS, AGE_BANDS, evaluate_predictions
@@ -189,12 +189,6 @@ def _cpu_name() -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ runs
-
-
-def faceage_executable() -> list[str]:
-    """The ``faceage`` console script beside this interpreter, else ``python -m faceage.cli`` (same start-up)."""
-    script = Path(sys.executable).parent / "faceage"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "faceage.cli"]
 
 
 def faceage_inputs(files: list[str], tmp: Path) -> tuple[list[str], dict[str, int]]:

@@ -334,6 +334,8 @@ class Predictor:
         if self.detect and forkable and self.workers > 1 and len(files) >= PROCESS_POOL_MIN_FILES and _can_fork():
             yield from self._prepared_in_processes(files, ahead)
             return
+        if self.detect and self.workers > 1 and len(files) > 1:
+            fc.detector.load()  # once, here: threads starting together would each load the same dlib models
         with ThreadPoolExecutor(max(1, self.workers)) as pool:
             yield from _in_order(files, ahead, lambda path: pool.submit(_prepare, self.face_chips, path))
 

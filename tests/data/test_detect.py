@@ -341,7 +341,7 @@ def test_hits_under_dlibs_threshold_need_a_face_on_their_chip(astronaut, monkeyp
 
 
 def test_each_thread_gets_its_own_copy_of_one_hog_detector(astronaut):
-    """dlib's HOG detector is built once (~0.4 s) and copied for each new thread (~2 ms); the copies detect alike."""
+    """dlib's HOG detector is loaded once and copied for each new thread (~2 ms); the copies detect alike."""
     import threading
 
     arr = np.asarray(astronaut)
@@ -352,3 +352,24 @@ def test_each_thread_gets_its_own_copy_of_one_hog_detector(astronaut):
     worker.join()
     assert seen[0] is not here and detect_module._hog_prototype() not in (here, seen[0])
     assert [list(r) for r in seen[0].run(arr, 0, -0.5)[:2]] == [list(r) for r in here.run(arr, 0, -0.5)[:2]]
+
+
+def test_shipped_hog_file_is_dlibs_frontal_detector(astronaut, tmp_path, monkeypatch):
+    """weights/dlib/frontal_face_detector.svm scores like the detector dlib builds (which takes ~0.5 s); a missing or
+    unreadable file falls back to building it."""
+    shipped = dlib.fhog_object_detector(str(detect_module.HOG_FILE))
+    arr = np.asarray(astronaut)
+    big = np.asarray(astronaut.resize((1024, 1024)))
+    built = dlib.get_frontal_face_detector()
+    for image in (arr, big):
+        for upsample in (0, 1):
+            assert [list(r) for r in shipped.run(image, upsample, -0.5)] == [list(r) for r in built.run(image, upsample, -0.5)]
+    (tmp_path / "bad.svm").write_bytes(b"not a detector")
+    for path in (tmp_path / "bad.svm", tmp_path / "missing.svm"):
+        monkeypatch.setattr(detect_module, "HOG_FILE", path)
+        detect_module._hog_prototype.cache_clear()
+        try:
+            fallback = detect_module._hog_prototype()
+            assert [list(r) for r in fallback.run(arr, 0, -0.5)] == [list(r) for r in built.run(arr, 0, -0.5)]
+        finally:
+            detect_module._hog_prototype.cache_clear()
