@@ -76,13 +76,19 @@ def letterbox(arr: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     return (canvas.transpose(2, 0, 1)[None] / 127.5 - 1.0).astype(np.float32), scale, px, py
 
 
-def detect(arr: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[tuple[float, float, float, float], float, np.ndarray]]:
+def detect(arr: np.ndarray, min_score: float = MIN_SCORE,
+           weak_score: float | None = None) -> list[tuple[tuple[float, float, float, float], float, np.ndarray]]:
     """Faces in an ``HxWx3`` uint8 image: ``((left, top, right, bottom), score, keypoints (6, 2))`` in image pixels,
-    best first. Keypoints: the eyes (image-left first), nose tip, mouth centre and the two ear tragions."""
+    best first. Keypoints: the eyes (image-left first), nose tip, mouth centre and the two ear tragions.
+
+    With ``weak_score`` (under ``min_score``) the weaker hits, scoring from ``weak_score``, come too, after the others:
+    those that do not overlap a detection from ``min_score`` (by more than :data:`NMS_IOU`), merged among themselves.
+    The detections from ``min_score`` are exactly those without ``weak_score``."""
     x, scale, px, py = letterbox(arr)
     raw_boxes, raw_scores = _session().run(None, {"input": x})
     scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[0, :, 0], -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
-    keep = np.flatnonzero(scores >= min_score)
+    low = min_score if weak_score is None else min(weak_score, min_score)
+    keep = np.flatnonzero(scores >= low)
     if keep.size == 0:
         return []
     pts = raw_boxes[0, keep].reshape(-1, 8, 2) / INPUT_SIDE  # (cx, cy), (w, h), 6 keypoints
@@ -90,8 +96,16 @@ def detect(arr: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[tuple[fl
     half = pts[:, 1] / 2
     boxes = np.concatenate([centre - half, centre + half], 1) * INPUT_SIDE
     keypoints = (pts[:, 2:] + anchors()[keep][:, None]) * INPUT_SIDE
+    scores = scores[keep]
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    found = _weighted_nms(boxes[valid], scores[keep][valid], keypoints[valid])
+    strong = valid & (scores >= min_score)
+    found = _weighted_nms(boxes[strong], scores[strong], keypoints[strong]) if strong.any() else []
+    weak = valid & ~strong
+    if weak.any():
+        apart = [i for i in np.flatnonzero(weak)
+                 if all(iou(boxes[i], box) <= NMS_IOU for box, _, _ in found)]
+        if apart:
+            found += _weighted_nms(boxes[apart], scores[apart], keypoints[apart])
     offset = np.array([px, py], np.float32)
     out = []
     for box, score, kp in found:
@@ -100,11 +114,12 @@ def detect(arr: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[tuple[fl
     return out
 
 
-def detect_tiles(arr: np.ndarray, min_score: float = MIN_SCORE, tile: float = TILE) -> list:
+def detect_tiles(arr: np.ndarray, min_score: float = MIN_SCORE, tile: float = TILE, whole: list | None = None) -> list:
     """:func:`detect` on the whole image and on its four corner tiles (``tile`` of each side, so they overlap),
     merged: a face seen more than once keeps its best-scoring box. Each tile's face is ``1 / tile`` times larger in
-    the network's input. Same return format as :func:`detect`."""
-    found = detect(arr, min_score)
+    the network's input. ``whole``: the whole image's detections when already found (not found again). Same return
+    format as :func:`detect`."""
+    found = list(detect(arr, min_score) if whole is None else whole)
     h, w = arr.shape[:2]
     th, tw = max(1, round(h * tile)), max(1, round(w * tile))
     for y0 in (0, h - th):

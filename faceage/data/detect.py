@@ -141,6 +141,14 @@ DUPLICATE_COVER = 0.5
 # 2 false faces; recall on the benchmark photos (seeds 0 and 1) unchanged.
 BLAZE_MIN_SCORE = 0.4
 BLAZE_VERIFY_BELOW = 0.9
+# Weaker BlazeFace hits, from BLAZE_WEAK_SCORE up to BLAZE_MIN_SCORE, are kept when the stricter chip check confirms
+# them (HOG >= WEAK_CHIP_THRESHOLD on the chip, as for HOG's own weak hits); they never overlap a stronger hit
+# (blazeface.detect's weak_score). Fifth session (python -m benchmarks.studies.blaze_chip_check --seeds 0 1 2 3 4): on
+# five seeds of benchmark photos (100 large, 50 small, the face-free set and 400 face-free crops each), hits scoring
+# 0.25 .. 0.4 held 45 faces (most of them 64-px faces the default missed) and ~1,540 false hits of the first look, plus
+# ~1,190 of the second looks; the check kept 38 of the faces and none of the false hits. Chosen on seeds 0-2 (25 of 32
+# faces, 0 false; -0.2 kept one false hit more), seeds 3-4 agree (13 of 13, 0 false).
+BLAZE_WEAK_SCORE = 0.25
 # The whole image letterboxed to 256 px finds faces from ~1/12 of its long side. The four corner tiles (0.6 of each
 # side) find smaller ones (the 64-px faces of seed 1: 0.94 -> 0.99) but cost four more passes (small photos: 22 -> 15
 # photos/s), so FaceDetector runs them only where the whole image gave no face, and always with thorough.
@@ -491,22 +499,28 @@ class FaceDetector:
 
     def _blazeface(self, arr: np.ndarray, fine: bool = True, retry: bool = False) -> list[_Hit]:
         """BlazeFace boxes as the HOG-like boxes dlib's landmark model was trained from (see BLAZE_TO_HOG), with
-        the weak ones (under BLAZE_VERIFY_BELOW) kept only when HOG confirms them on their chip. The corner tiles
-        too (``blazeface.detect_tiles``, for smaller faces) when the whole image gave none, or always with
-        ``thorough``. The second looks (tiles where the whole image gave none, the padded retry) check every hit."""
+        the weak ones (under BLAZE_VERIFY_BELOW) kept only when HOG confirms them on their chip (more strictly under
+        BLAZE_MIN_SCORE). The corner tiles too (``blazeface.detect_tiles``, for smaller faces) when the whole image
+        gave no hit from BLAZE_MIN_SCORE, or always with ``thorough``. The second looks (tiles where the whole image gave none, the padded retry) check every hit."""
         from faceage.data import blazeface
 
-        found = blazeface.detect(arr, BLAZE_MIN_SCORE)
+        # weak hits (BLAZE_WEAK_SCORE) only where a check can confirm them, and not in the padded retry's copy
+        weak = BLAZE_WEAK_SCORE if self.verify_below is not None and not retry else None
+        found = blazeface.detect(arr, BLAZE_MIN_SCORE, weak)
+        strong = any(score >= BLAZE_MIN_SCORE for _, score, _ in found)
         check_all = retry  # see the comment on BLAZE_VERIFY_BELOW
-        if fine and (self.thorough or not found):
-            check_all = check_all or not found
-            found = blazeface.detect_tiles(arr, BLAZE_MIN_SCORE)
+        if fine and (self.thorough or not strong):
+            check_all = check_all or not strong
+            found = blazeface.detect_tiles(arr, BLAZE_MIN_SCORE, whole=found)
         side_k, dy_k = BLAZE_TO_HOG
         out = []
         for (left, top, right, bottom), score, _ in found:
             w = right - left
             rect = _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
-            if self.verify_below is None or (score >= BLAZE_VERIFY_BELOW and not check_all):
+            if score < BLAZE_MIN_SCORE:
+                if (shape := _chip_confirms(arr, rect, WEAK_CHIP_THRESHOLD)) is not None:
+                    out.append(_Hit(rect, score, shape, hog=False))
+            elif self.verify_below is None or (score >= BLAZE_VERIFY_BELOW and not check_all):
                 out.append(_Hit(rect, score, hog=False))
             elif (shape := _chip_confirms(arr, rect)) is not None:
                 out.append(_Hit(rect, score, shape, hog=False))

@@ -12,6 +12,7 @@ from PIL import Image
 
 from faceage.cli._common import add_detector_option
 from faceage.data import blazeface
+from faceage.data.boxes import iou
 from faceage.data.detect import DETECTORS, FaceDetector
 from faceage.data.detectors import DEFAULT_DETECTOR
 
@@ -109,7 +110,8 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
     assert np.array_equal(face[0].landmarks, hog.landmarks)
     assert np.array_equal(np.asarray(face[0].chip), np.asarray(hog.chip))
     calls.clear()
-    assert len(FaceDetector(detector="blazeface").detect(astronaut)) == 1 and len(calls) == 1
+    [face] = FaceDetector(detector="blazeface").detect(astronaut)  # her face fitted once (a weak hit elsewhere is checked)
+    assert [r for r in calls if iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), face.box) > 0.5] == calls[:1]
     calls.clear()
     monkeypatch.setattr(detect_module, "_hog_box_near", lambda arr, rect: None)
     refitted = FaceDetector(detector="blazeface").detect(close_up)
@@ -130,11 +132,11 @@ def test_second_looks_check_every_hit(astronaut, monkeypatch):
     real = detect_module._chip_confirms
     monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: checked.append(r) or real(a, r, t))
     detector = FaceDetector(detector="blazeface")
-    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: hit)
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: hit)
     assert len(detector._blazeface(arr)) == 1 and checked == []
     assert len(detector._blazeface(arr, retry=True)) == 1 and len(checked) == 1
-    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: [])
-    monkeypatch.setattr(blazeface, "detect_tiles", lambda a, s=0.5: hit)
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: [])
+    monkeypatch.setattr(blazeface, "detect_tiles", lambda a, s=0.5, whole=None: hit)
     assert len(detector._blazeface(arr)) == 1 and len(checked) == 2
     monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: None)  # a check that fails drops it
     assert detector._blazeface(arr) == []
@@ -147,7 +149,7 @@ def test_a_face_boxed_twice_is_one_face(astronaut, monkeypatch):
     [(box, score, keypoints)] = blazeface.detect(close_up)
     left, top, right, bottom = box
     half = ((left + right) / 2, top, right + 0.2 * (right - left), bottom)  # the right half, out of the image; unchecked
-    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: [(box, 0.95, keypoints), (half, 0.92, keypoints)])
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: [(box, 0.95, keypoints), (half, 0.92, keypoints)])
     faces = FaceDetector(detector="blazeface").detect(close_up)
     hog = FaceDetector(detector="hog").detect(close_up)
     assert len(faces) == 1 and len(hog) == 1 and faces[0].box == hog[0].box
@@ -166,10 +168,51 @@ def test_small_images_are_detected_by_hog_first(astronaut, monkeypatch):
     hog = FaceDetector(detector="hog").detect(chip)
     calls = []
     real = blazeface.detect
-    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5: calls.append(a.shape) or real(a, s))
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: calls.append(a.shape) or real(a, s))
     [face] = FaceDetector(detector="blazeface").detect(chip)
     assert calls == [] and face.box == hog[0].box and np.array_equal(np.asarray(face.chip), np.asarray(hog[0].chip))
     assert 200 * 200 <= detect_module.HOG_FIRST_PIXELS < 400 * 400
     assert len(FaceDetector(detector="blazeface").detect(chip.resize((400, 400)))) == 1 and calls == [(400, 400, 3)]
     monkeypatch.setattr(detect_module.FaceDetector, "_hog", lambda self, arr, up, t=None: [])
     assert len(FaceDetector(detector="blazeface").detect(chip)) == 1 and len(calls) == 2
+
+
+def test_weak_hits_come_apart_from_the_strong_ones(astronaut):
+    """detect(weak_score=...) returns the detections from min_score unchanged, then the weaker ones (scores from
+    weak_score) that overlap none of them."""
+    arr = np.asarray(astronaut)
+    strong = blazeface.detect(arr, 0.4)
+    both = blazeface.detect(arr, 0.4, 0.1)
+    assert len(both) > len(strong) >= 1
+    for (box, score, kp), (box2, score2, kp2) in zip(strong, both):
+        assert box == box2 and score == score2 and np.array_equal(kp, kp2)
+    for box, score, _ in both[len(strong):]:
+        assert 0.1 <= score < 0.4
+        assert all(iou(box, b) <= blazeface.NMS_IOU for b, _, _ in strong)
+
+
+def test_weak_hits_are_kept_only_when_their_chip_is_a_face(astronaut, monkeypatch):
+    """A BlazeFace hit under BLAZE_MIN_SCORE is kept when HOG scores WEAK_CHIP_THRESHOLD on its chip: her face is,
+    a box on the background is not. It is asked for only where a check can run, and not in the padded retry."""
+    from faceage.data import detect as detect_module
+
+    arr = np.asarray(astronaut)
+    [(box, _, keypoints)] = blazeface.detect(arr)
+    background = (380.0, 380.0, 480.0, 480.0)
+    asked, thresholds = [], []
+    real = detect_module._chip_confirms
+    monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: thresholds.append(t) or real(a, r, t))
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: asked.append(weak) or [
+        (box, 0.95, keypoints), (background, 0.3, keypoints)])
+    assert [h.score for h in FaceDetector(detector="blazeface")._blazeface(arr)] == [0.95]
+    assert thresholds == [detect_module.WEAK_CHIP_THRESHOLD] and asked == [detect_module.BLAZE_WEAK_SCORE]
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: [(box, 0.3, keypoints)])
+    monkeypatch.setattr(blazeface, "detect_tiles", lambda a, s=0.5, whole=None: whole)  # no strong hit: tiles look too
+    [hit] = FaceDetector(detector="blazeface")._blazeface(arr)
+    assert hit.score == 0.3 and hit.shape.num_parts == 68
+    monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: asked.append(weak) or [])
+    monkeypatch.setattr(blazeface, "detect_tiles", lambda a, s=0.5, whole=None: [])
+    asked.clear()
+    FaceDetector(detector="blazeface", verify_below=None)._blazeface(arr)
+    FaceDetector(detector="blazeface")._blazeface(arr, retry=True)
+    assert asked == [None, None]
