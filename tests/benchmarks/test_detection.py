@@ -8,7 +8,7 @@ from PIL import Image
 
 skimage_data = pytest.importorskip("skimage.data")
 
-from benchmarks import detection  # noqa: E402
+from benchmarks import detection
 
 
 @pytest.fixture(scope="module")
