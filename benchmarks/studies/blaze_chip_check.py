@@ -19,7 +19,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import dlib
 import numpy as np
 
 from benchmarks.common import DEFAULT_DATA, machine_info, write_json
@@ -33,12 +32,10 @@ BANDS = [(0.25, 0.4), (0.4, 0.6), (0.6, 0.9)]
 CHIP_THRESHOLDS = [-1.0, -0.8, -0.6, -0.5, -0.35, -0.2, 0.0]
 
 
-def chip_score(arr: np.ndarray, rect: dlib.rectangle) -> float:
-    """The best HOG score (threshold -1.5) on the hit's chip as ``_chip_confirms`` cuts it; -2 when none."""
-    shape = det._shape_predictor(68)(arr, rect)
-    details = dlib.get_face_chip_details(shape, size=det.VERIFY_CHIP_SIDE, padding=det.UTKFACE_PADDING)
-    _, scores, _ = det._hog_detector().run(dlib.extract_image_chip(arr, details), 0, -1.5)
-    return float(max(scores)) if len(scores) else -2.0
+def chip_score(arr: np.ndarray, rect) -> float:
+    """The best HOG score (from -1.5) on the hit's chip, as the chip check cuts it; -2 when none."""
+    _, score = det._chip_score(arr, rect, -1.5)
+    return -2.0 if score is None else score
 
 
 def hits(photo, min_score: float) -> list[dict]:
@@ -48,16 +45,14 @@ def hits(photo, min_score: float) -> list[dict]:
     second = not found
     if second:
         found = blazeface.detect_tiles(arr, min_score)
-    side_k, dy_k = det.BLAZE_TO_HOG
     rows = []
     for box, score, _ in found:
         overlap = max((iou(box, b) for b in photo.boxes), default=0.0)
         label = "face" if overlap >= 0.3 else "false" if overlap < 0.1 else None
         if label is None:
             continue
-        w = box[2] - box[0]
-        rect = det._square((box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + dy_k * w, side_k * w)
-        rows.append({"photo": photo.name, "label": label, "blaze": float(score), "chip": chip_score(arr, rect),
+        rows.append({"photo": photo.name, "label": label, "blaze": float(score),
+                     "chip": chip_score(arr, det._blaze_rect(box)),
                      "second_look": second})
     return rows
 

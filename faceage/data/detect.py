@@ -513,17 +513,13 @@ class FaceDetector:
         if fine and (self.thorough or not strong):
             check_all = check_all or not strong
             found = blazeface.detect_tiles(arr, BLAZE_MIN_SCORE, whole=found)
-        side_k, dy_k = BLAZE_TO_HOG
         out = []
-        for (left, top, right, bottom), score, _ in found:
-            w = right - left
-            rect = _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
-            if score < BLAZE_MIN_SCORE:
-                if (shape := _chip_confirms(arr, rect, WEAK_CHIP_THRESHOLD)) is not None:
-                    out.append(_Hit(rect, score, shape, hog=False))
-            elif self.verify_below is None or (score >= BLAZE_VERIFY_BELOW and not check_all):
+        for box, score, _ in found:
+            rect = _blaze_rect(box)
+            weak = score < BLAZE_MIN_SCORE  # asked for only where a check runs; always the stricter check
+            if not weak and (self.verify_below is None or (score >= BLAZE_VERIFY_BELOW and not check_all)):
                 out.append(_Hit(rect, score, hog=False))
-            elif (shape := _chip_confirms(arr, rect)) is not None:
+            elif (shape := _chip_confirms(arr, rect, WEAK_CHIP_THRESHOLD if weak else None)) is not None:
                 out.append(_Hit(rect, score, shape, hog=False))
         return out
 
@@ -639,6 +635,14 @@ def _distinct(faces: list[Face]) -> list[Face]:
     return [f for f, _ in kept]
 
 
+def _blaze_rect(box: tuple[float, float, float, float]) -> dlib.rectangle:
+    """The box HOG would draw for a BlazeFace box ``(left, top, right, bottom)`` (BLAZE_TO_HOG)."""
+    left, top, right, bottom = box
+    side_k, dy_k = BLAZE_TO_HOG
+    w = right - left
+    return _square((left + right) / 2, (top + bottom) / 2 + dy_k * w, side_k * w)
+
+
 def _hog_box_of(shape: dlib.full_object_detection) -> dlib.rectangle:
     """The box dlib's HOG would give for these landmarks (LANDMARKS_TO_HOG)."""
     pts = _points(shape)
@@ -661,15 +665,23 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle,
-                   threshold: float | None = None) -> dlib.full_object_detection | None:
-    """The (weak) hit's 68 landmarks when HOG finds a face scoring ``threshold`` (default
-    :data:`VERIFY_CHIP_THRESHOLD`) or more on its chip aligned by them (see :data:`VERIFY_CHIP_SIDE`), else ``None``."""
+def _chip_score(arr: np.ndarray, rect: dlib.rectangle,
+                floor: float) -> tuple[dlib.full_object_detection, float | None]:
+    """The hit's 68 landmarks and HOG's best score from ``floor`` on its chip aligned by them (see
+    :data:`VERIFY_CHIP_SIDE`); ``None`` when HOG finds nothing scoring ``floor`` there."""
     shape = _shape_predictor(68)(arr, rect)
     details = dlib.get_face_chip_details(shape, size=VERIFY_CHIP_SIDE, padding=UTKFACE_PADDING)
     chip = dlib.extract_image_chip(arr, details)
-    _, scores, _ = _hog_detector().run(chip, 0, VERIFY_CHIP_THRESHOLD if threshold is None else threshold)
-    return shape if len(scores) > 0 else None
+    _, scores, _ = _hog_detector().run(chip, 0, floor)
+    return shape, (float(max(scores)) if len(scores) > 0 else None)
+
+
+def _chip_confirms(arr: np.ndarray, rect: dlib.rectangle,
+                   threshold: float | None = None) -> dlib.full_object_detection | None:
+    """The (weak) hit's 68 landmarks when HOG finds a face scoring ``threshold`` (default
+    :data:`VERIFY_CHIP_THRESHOLD`) or more on its chip aligned by them (:func:`_chip_score`), else ``None``."""
+    shape, score = _chip_score(arr, rect, VERIFY_CHIP_THRESHOLD if threshold is None else threshold)
+    return None if score is None else shape
 
 
 def _cnn_confirms(arr: np.ndarray, rect: dlib.rectangle) -> bool:
