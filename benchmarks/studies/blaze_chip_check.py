@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.common import DEFAULT_DATA, machine_info, write_json
 from benchmarks.detection import held_out_chips, photo_sets
 from benchmarks.studies.detection_verifiers import negative_photos
-from faceage.data import blazeface
+from faceage.data import blazeface, blazeface_boxes, hog
 from faceage.data import detect as det
 from faceage.data.boxes import iou
 
@@ -34,7 +34,7 @@ CHIP_THRESHOLDS = [-1.0, -0.8, -0.6, -0.5, -0.35, -0.2, 0.0]
 
 def chip_score(arr: np.ndarray, rect) -> float:
     """The best HOG score (from -1.5) on the hit's chip, as the chip check cuts it; -2 when none."""
-    _, score = det._chip_score(arr, rect, -1.5)
+    _, score = hog.chip_score(arr, rect, -1.5)
     return -2.0 if score is None else score
 
 
@@ -52,7 +52,7 @@ def hits(photo, min_score: float) -> list[dict]:
         if label is None:
             continue
         rows.append({"photo": photo.name, "label": label, "blaze": float(score),
-                     "chip": chip_score(arr, det._blaze_rect(box)),
+                     "chip": chip_score(arr, blazeface_boxes.blaze_rect(box)),
                      "second_look": second})
     return rows
 

@@ -10,7 +10,7 @@ more false hits) measures:
   ``UTKFACE_PADDING``), cut at ``--chip-sizes`` pixels, with its CPU time;
 * ``shape``: the RMS distance of the fitted 68 landmarks, mapped into the chip, to the mean chip shape of real
   UTKFace chips (utkface-part1, never used as a test face), in units of the chip side;
-* ``cnn``: the current confirmation (``_cnn_confirms``) and its CPU time.
+* ``cnn``: the current confirmation (``faceage.data.hog.cnn_confirms``) and its CPU time.
 
     python -m benchmarks.studies.detection_verifiers --n 24 --n-small 12 [--json FILE]
 """
@@ -39,6 +39,7 @@ from benchmarks.detection import (
     photo_sets,
 )
 from faceage._io import write_text_atomic
+from faceage.data import alignment, hog
 from faceage.data import detect as det
 from faceage.data.boxes import iou
 
@@ -48,16 +49,16 @@ EXTRA_SCENES = [*SCENES, "logo", "horse", "checkerboard", "binary_blobs"]
 
 def hits(arr: np.ndarray, threshold: float) -> list[tuple[dlib.rectangle, float, str]]:
     """HOG hits of both passes in ``arr`` pixels, with scores and the pass's name."""
-    hog = det._hog_detector()
+    detector = hog.hog_detector()
     out = []
-    rects, scores, _ = hog.run(arr, 0, threshold)
+    rects, scores, _ = detector.run(arr, 0, threshold)
     out += [(r, float(s), "1x") for r, s in zip(rects, scores)]
     h, w = arr.shape[:2]
     size = (round(w * det.FINE_SCALE), round(h * det.FINE_SCALE))
     big = np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.BILINEAR))
-    rects, scores, _ = hog.run(big, 0, threshold)
-    out += [(det._scale_rect(r, w / size[0]), float(s), "1.4x") for r, s in zip(rects, scores)]
-    rects, scores, _ = hog.run(arr, 1, threshold)  # the thorough pass: dlib upsampling once (2x)
+    rects, scores, _ = detector.run(big, 0, threshold)
+    out += [(alignment.scale_rect(r, w / size[0]), float(s), "1.4x") for r, s in zip(rects, scores)]
+    rects, scores, _ = detector.run(arr, 1, threshold)  # the thorough pass: dlib upsampling once (2x)
     out += [(r, float(s), "2x") for r, s in zip(rects, scores)]
     return out
 
@@ -81,7 +82,7 @@ def negative_photos(n: int, seed: int) -> list[Photo]:
 
 def chip_points(shape, details) -> np.ndarray:
     """The landmarks of ``shape`` in the chip's pixel coordinates (as fractions of the chip side)."""
-    pts = det._points(shape)
+    pts = alignment.landmark_points(shape)
     r = details.rect
     cx, cy = (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2
     scale = details.rows / r.width()
@@ -93,14 +94,14 @@ def chip_points(shape, details) -> np.ndarray:
 
 def mean_shape(data: Path, n: int = 200) -> np.ndarray:
     names = sorted(PART1_NAMES.read_text().split())[:: 40][:n]
-    sp = det._shape_predictor(68)
+    sp = alignment.shape_predictor(68)
     shapes = []
     for name in names:
         path = data / name
         if not path.exists():
             continue
         arr = np.asarray(Image.open(path).convert("RGB"))
-        rects = det._hog_detector()(arr, 0)
+        rects = hog.hog_detector()(arr, 0)
         if not rects:
             continue
         shape = sp(arr, rects[0])
@@ -112,7 +113,7 @@ def chip_hog(arr, details, size) -> tuple[float, float]:
     d = dlib.chip_details(details.rect, dlib.chip_dims(size, size), details.angle)
     t = time.process_time()
     chip = dlib.extract_image_chip(arr, d)
-    _, scores, _ = det._hog_detector().run(chip, 0, -1.0)
+    _, scores, _ = hog.hog_detector().run(chip, 0, -1.0)
     return (max(scores) if len(scores) else -1.0), time.process_time() - t
 
 
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     data = Path(args.data)
     sets = {**photo_sets(held_out_chips(data), args.n, args.n_small, args.seed), "negatives": negative_photos(args.negatives, args.seed + 3)}
     ref = mean_shape(data)
-    sp = det._shape_predictor(68)
+    sp = alignment.shape_predictor(68)
     rows = []
     for set_name, photos in sets.items():
         for ph in photos:
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
             for rect, score, pass_name in hits(arr, args.threshold):
                 if score >= det.VERIFY_BELOW:
                     continue
-                box = det._clip_box(rect, arr.shape[1], arr.shape[0])
+                box = alignment.clip_box(rect, arr.shape[1], arr.shape[0])
                 face = any(iou(t, box) >= IOU_MATCH for t in ph.boxes)
                 shape = sp(arr, rect)
                 details = dlib.get_face_chip_details(shape, 200, det.UTKFACE_PADDING)
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
                     row[f"chip_hog_{size}"], row[f"chip_hog_{size}_s"] = chip_hog(arr, details, size)
                 if not args.no_cnn:
                     t = time.process_time()
-                    row["cnn"] = det._cnn_confirms(arr, rect)
+                    row["cnn"] = hog.cnn_confirms(arr, rect)
                     row["cnn_s"] = time.process_time() - t
                 rows.append(row)
     faces = [r for r in rows if r["face"]]

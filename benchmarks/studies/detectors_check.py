@@ -24,6 +24,7 @@ from benchmarks.common import DEFAULT_DATA
 from benchmarks.detection import held_out_chips, photo_sets, score
 from benchmarks.studies.detection_verifiers import negative_photos
 from faceage.data import detect as det
+from faceage.data import hog
 
 SPLIT = Path(__file__).resolve().parents[1] / "utkface_split_seed0.json"
 
@@ -40,13 +41,13 @@ def photos(data: Path, seed: int, negatives: int) -> None:
     arrays = {k: [_jpeg(p.image) for p in v] for k, v in sets.items()}
     weak = det.WEAK_THRESHOLD
     for name, kind, weak_threshold in (("hog, no weak hits", "hog", 0.0), ("hog", "hog", weak), ("blazeface (default)", "blazeface", weak)):
-        det.WEAK_THRESHOLD = weak_threshold
+        det.WEAK_THRESHOLD = hog.WEAK_THRESHOLD = weak_threshold  # FaceDetector's and the close-ups' HOG search
         detector = det.FaceDetector(detector=kind)
         for set_name, photos_ in sets.items():
             r = score(photos_, {p.name: [(f.box, 0.0) for f in detector.detect(a)] for p, a in zip(photos_, arrays[set_name])})
             recall = "-" if r["recall"] is None else f"{r['recall']:.4f}"
             print(f"{name:18s} {set_name:10s} recall {recall} false {r['false']}", flush=True)
-    det.WEAK_THRESHOLD = weak
+    det.WEAK_THRESHOLD = hog.WEAK_THRESHOLD = weak
 
 
 def chips(data: Path, n: int) -> None:

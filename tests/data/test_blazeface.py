@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from faceage.cli._common import add_detector_option
-from faceage.data import blazeface
+from faceage.data import alignment, blazeface, blazeface_boxes, hog
 from faceage.data.boxes import iou
 from faceage.data.detect import DETECTORS, FaceDetector
 from faceage.data.detectors import DEFAULT_DETECTOR
@@ -96,7 +96,7 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
     from faceage.data import detect as detect_module
 
     calls = []
-    real = detect_module._shape_predictor
+    real = alignment.shape_predictor
 
     def counting(n):
         predictor = real(n)
@@ -104,7 +104,7 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
 
     close_up = astronaut.crop((150, 50, 290, 190)).resize((400, 400))
     hog = FaceDetector(detector="hog").detect(close_up)[0]
-    monkeypatch.setattr(detect_module, "_shape_predictor", counting)
+    monkeypatch.setattr(alignment, "shape_predictor", counting)
     face = FaceDetector(detector="blazeface").detect(close_up)
     assert len(face) == 1 and len(calls) == 1
     assert np.array_equal(face[0].landmarks, hog.landmarks)
@@ -113,7 +113,7 @@ def test_close_up_faces_take_hogs_box_or_are_refitted(astronaut, monkeypatch):
     [face] = FaceDetector(detector="blazeface").detect(astronaut)  # her face fitted once (a weak hit elsewhere is checked)
     assert [r for r in calls if iou((r.left(), r.top(), r.right() + 1, r.bottom() + 1), face.box) > 0.5] == calls[:1]
     calls.clear()
-    monkeypatch.setattr(detect_module, "_hog_box_near", lambda arr, rect: None)
+    monkeypatch.setattr(blazeface_boxes, "hog_box_near", lambda arr, rect: None)
     refitted = FaceDetector(detector="blazeface").detect(close_up)
     assert len(refitted) == 1 and len(calls) == 1 + detect_module.BLAZE_REFITS
     assert np.abs(refitted[0].landmarks - hog.landmarks).max() <= 2
@@ -123,14 +123,12 @@ def test_second_looks_check_every_hit(astronaut, monkeypatch):
     """A confident hit (0.99 >= BLAZE_VERIFY_BELOW) of the whole image is kept unchecked; the same hit from the corner
     tiles, searched because the whole image gave none, or from the padded retry, is checked on its chip
     (see BLAZE_VERIFY_BELOW): those looks search where no face was seen, where most false faces came from."""
-    from faceage.data import detect as detect_module
-
     arr = np.asarray(astronaut)
     [(box, _, keypoints)] = blazeface.detect(arr)
     hit = [(box, 0.99, keypoints)]
     checked = []
-    real = detect_module._chip_confirms
-    monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: checked.append(r) or real(a, r, t))
+    real = hog.chip_confirms
+    monkeypatch.setattr(hog, "chip_confirms", lambda a, r, t=None: checked.append(r) or real(a, r, t))
     detector = FaceDetector(detector="blazeface")
     monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: hit)
     assert len(detector._blazeface(arr)) == 1 and checked == []
@@ -138,7 +136,7 @@ def test_second_looks_check_every_hit(astronaut, monkeypatch):
     monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: [])
     monkeypatch.setattr(blazeface, "detect_tiles", lambda a, s=0.5, whole=None: hit)
     assert len(detector._blazeface(arr)) == 1 and len(checked) == 2
-    monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: None)  # a check that fails drops it
+    monkeypatch.setattr(hog, "chip_confirms", lambda a, r, t=None: None)  # a check that fails drops it
     assert detector._blazeface(arr) == []
 
 
@@ -200,8 +198,8 @@ def test_weak_hits_are_kept_only_when_their_chip_is_a_face(astronaut, monkeypatc
     [(box, _, keypoints)] = blazeface.detect(arr)
     background = (380.0, 380.0, 480.0, 480.0)
     asked, thresholds = [], []
-    real = detect_module._chip_confirms
-    monkeypatch.setattr(detect_module, "_chip_confirms", lambda a, r, t=None: thresholds.append(t) or real(a, r, t))
+    real = hog.chip_confirms
+    monkeypatch.setattr(hog, "chip_confirms", lambda a, r, t=None: thresholds.append(t) or real(a, r, t))
     monkeypatch.setattr(blazeface, "detect", lambda a, s=0.5, weak=None: asked.append(weak) or [
         (box, 0.95, keypoints), (background, 0.3, keypoints)])
     assert [h.score for h in FaceDetector(detector="blazeface")._blazeface(arr)] == [0.95]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceage.data import alignment, hog
 from faceage.data import detect as detect_module
 from faceage.data.detect import UTKFACE_PADDING, Face, FaceDetector, chip_details
 
@@ -59,7 +60,7 @@ def test_default_padding_is_the_utkface_calibration():
 
 def test_chip_matches_dlib_get_face_chip_with_68_points(astronaut):
     arr = np.asarray(astronaut)
-    shape = detect_module._shape_predictor(68)(arr, dlib.rectangle(175, 76, 265, 166))
+    shape = alignment.shape_predictor(68)(arr, dlib.rectangle(175, 76, 265, 166))
     expected = dlib.get_face_chip(arr, shape, size=200, padding=UTKFACE_PADDING)
     got = dlib.extract_image_chip(arr, chip_details(shape, 200, UTKFACE_PADDING))
     assert np.array_equal(expected, got)
@@ -72,7 +73,7 @@ def crop_geometry(details) -> np.ndarray:
 
 def test_five_point_model_is_corrected_towards_the_68_point_framing(astronaut):
     arr, box = np.asarray(astronaut), dlib.rectangle(175, 76, 265, 166)
-    s68, s5 = detect_module._shape_predictor(68)(arr, box), detect_module._shape_predictor(5)(arr, box)
+    s68, s5 = alignment.shape_predictor(68)(arr, box), alignment.shape_predictor(5)(arr, box)
     ref = crop_geometry(chip_details(s68, 200, UTKFACE_PADDING))
     corrected = crop_geometry(chip_details(s5, 200, UTKFACE_PADDING))
     raw = crop_geometry(dlib.get_face_chip_details(s5, 200, UTKFACE_PADDING))
@@ -259,18 +260,18 @@ def no_cnn(monkeypatch) -> None:
     def fail(arr, rect):
         raise AssertionError("the default detection must not run the CNN")
 
-    monkeypatch.setattr(detect_module, "_cnn_confirms", fail)
+    monkeypatch.setattr(hog, "cnn_confirms", fail)
 
 
 def count_calls(monkeypatch, name: str) -> list:
     calls = []
-    real = getattr(detect_module, name)
+    real = getattr(hog, name)
 
     def spy(arr, rect, *args):
         calls.append(rect)
         return real(arr, rect, *args)
 
-    monkeypatch.setattr(detect_module, name, spy)
+    monkeypatch.setattr(hog, name, spy)
     return calls
 
 
@@ -282,16 +283,16 @@ def weak_tilted_face(astronaut) -> tuple[Image.Image, tuple[int, int]]:
 def test_weak_face_on_noise_is_kept_by_the_chip_check(astronaut, monkeypatch):
     img, centre = weak_tilted_face(astronaut)
     arr = np.asarray(img)
-    rects, scores, _ = detect_module._hog_detector().run(arr, 0, 0.0)
+    rects, scores, _ = hog.hog_detector().run(arr, 0, 0.0)
     assert len(rects) == 1 and 0 <= scores[0] < 0.2 < detect_module.VERIFY_BELOW  # a weak hit
     no_cnn(monkeypatch)
-    calls = count_calls(monkeypatch, "_chip_confirms")
+    calls = count_calls(monkeypatch, "chip_confirms")
     faces = FaceDetector(detector="hog", upsample=0).detect(img)
     assert len(calls) == 1 and len(faces) == 1 and contains(faces[0], centre)
     assert faces[0].score == pytest.approx(scores[0])
     # upright and centred on its chip, the face scores far above the threshold: still confirmed at 1.0 (-0.35)
-    monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", 1.0)
-    assert detect_module._chip_confirms(arr, rects[0]) is not None
+    monkeypatch.setattr(hog, "VERIFY_CHIP_THRESHOLD", 1.0)
+    assert hog.chip_confirms(arr, rects[0]) is not None
 
 
 def test_badge_is_rejected_by_the_chip_check(astronaut, monkeypatch):
@@ -301,21 +302,21 @@ def test_badge_is_rejected_by_the_chip_check(astronaut, monkeypatch):
     unverified = FaceDetector(detector="hog", verify_below=None).detect(big)
     assert len(unverified) == 2 and unverified[1].score < 0.1 and unverified[0].score > 1.0
     no_cnn(monkeypatch)
-    calls = count_calls(monkeypatch, "_chip_confirms")
+    calls = count_calls(monkeypatch, "chip_confirms")
     faces = FaceDetector(detector="hog").detect(big)
     # checked: the badge and one weak hit under dlib's threshold (WEAK_THRESHOLD); both rejected
     assert len(calls) == 2 and len(faces) == 1 and faces[0].box == unverified[0].box
     left, top, right, bottom = unverified[1].box
-    monkeypatch.setattr(detect_module, "VERIFY_CHIP_THRESHOLD", -0.6)  # rejected with a margin
-    assert detect_module._chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1)) is None
+    monkeypatch.setattr(hog, "VERIFY_CHIP_THRESHOLD", -0.6)  # rejected with a margin
+    assert hog.chip_confirms(np.asarray(big), dlib.rectangle(left, top, right - 1, bottom - 1)) is None
 
 
 def test_thorough_confirms_weak_hits_with_the_cnn(astronaut, monkeypatch):
     def fail(arr, rect):
         raise AssertionError("thorough confirms with the CNN")
 
-    monkeypatch.setattr(detect_module, "_chip_confirms", fail)
-    calls = count_calls(monkeypatch, "_cnn_confirms")
+    monkeypatch.setattr(hog, "chip_confirms", fail)
+    calls = count_calls(monkeypatch, "cnn_confirms")
     faces = FaceDetector(detector="hog", thorough=True).detect(astronaut)  # the badge (0.12) goes to the CNN, which rejects it
     assert len(calls) == 1 and len(faces) == 1
 
@@ -324,13 +325,13 @@ def test_hits_under_dlibs_threshold_need_a_face_on_their_chip(astronaut, monkeyp
     """Weak hits (WEAK_THRESHOLD .. 0) are kept only when HOG scores their chip WEAK_CHIP_THRESHOLD or more: the
     tilted face's chip (~1.36) passes, the badge's (-0.73) does not, and the check asks for the stricter score."""
     img, centre = weak_tilted_face(astronaut)
-    face_rect = detect_module._hog_detector().run(np.asarray(img), 0, 0.0)[0][0]
+    face_rect = hog.hog_detector().run(np.asarray(img), 0, 0.0)[0][0]
     big = astronaut.resize((1024, 1024), Image.Resampling.BILINEAR)
     badge = FaceDetector(detector="hog", verify_below=None).detect(big)[1].box
     badge_rect = dlib.rectangle(badge[0], badge[1], badge[2] - 1, badge[3] - 1)
     seen = []
-    real = detect_module._chip_confirms
-    monkeypatch.setattr(detect_module, "_chip_confirms", lambda arr, rect, t=None: seen.append(t) or real(arr, rect, t))
+    real = hog.chip_confirms
+    monkeypatch.setattr(hog, "chip_confirms", lambda arr, rect, t=None: seen.append(t) or real(arr, rect, t))
     detector = FaceDetector(detector="hog")
     assert detector._weak_threshold() == detect_module.WEAK_THRESHOLD < detector.threshold == 0
     [hit] = detector._verified(np.asarray(img), [(face_rect, -0.1)])
@@ -345,19 +346,19 @@ def test_each_thread_gets_its_own_copy_of_one_hog_detector(astronaut):
     import threading
 
     arr = np.asarray(astronaut)
-    here = detect_module._hog_detector()
+    here = hog.hog_detector()
     seen = []
-    worker = threading.Thread(target=lambda: seen.append(detect_module._hog_detector()))
+    worker = threading.Thread(target=lambda: seen.append(hog.hog_detector()))
     worker.start()
     worker.join()
-    assert seen[0] is not here and detect_module._hog_prototype() not in (here, seen[0])
+    assert seen[0] is not here and hog.hog_prototype() not in (here, seen[0])
     assert [list(r) for r in seen[0].run(arr, 0, -0.5)[:2]] == [list(r) for r in here.run(arr, 0, -0.5)[:2]]
 
 
 def test_shipped_hog_file_is_dlibs_frontal_detector(astronaut, tmp_path, monkeypatch):
     """weights/dlib/frontal_face_detector.svm scores like the detector dlib builds (which takes ~0.5 s); a missing or
     unreadable file falls back to building it."""
-    shipped = dlib.fhog_object_detector(str(detect_module.HOG_FILE))
+    shipped = dlib.fhog_object_detector(str(hog.HOG_FILE))
     arr = np.asarray(astronaut)
     big = np.asarray(astronaut.resize((1024, 1024)))
     built = dlib.get_frontal_face_detector()
@@ -366,10 +367,24 @@ def test_shipped_hog_file_is_dlibs_frontal_detector(astronaut, tmp_path, monkeyp
             assert [list(r) for r in shipped.run(image, upsample, -0.5)] == [list(r) for r in built.run(image, upsample, -0.5)]
     (tmp_path / "bad.svm").write_bytes(b"not a detector")
     for path in (tmp_path / "bad.svm", tmp_path / "missing.svm"):
-        monkeypatch.setattr(detect_module, "HOG_FILE", path)
-        detect_module._hog_prototype.cache_clear()
+        monkeypatch.setattr(hog, "HOG_FILE", path)
+        hog.hog_prototype.cache_clear()
         try:
-            fallback = detect_module._hog_prototype()
+            fallback = hog.hog_prototype()
             assert [list(r) for r in fallback.run(arr, 0, -0.5)] == [list(r) for r in built.run(arr, 0, -0.5)]
         finally:
-            detect_module._hog_prototype.cache_clear()
+            hog.hog_prototype.cache_clear()
+
+
+def test_every_public_name_is_importable_from_detect():
+    """The detectors and the alignment live in their own modules; faceage.data.detect re-exports their public names,
+    the very objects (a constant read through detect is the one the code uses)."""
+    from faceage.data import blazeface_boxes
+
+    for name in detect_module.__all__:
+        value = getattr(detect_module, name)
+        for module in (alignment, hog, blazeface_boxes):
+            if hasattr(module, name):
+                assert getattr(module, name) is value, name
+    assert {"FaceDetector", "Face", "UTKFACE_PADDING", "chip_details", "PAD_RETRY", "BLAZE_WEAK_SCORE"} <= set(detect_module.__all__)
+
