@@ -1,6 +1,6 @@
 """The face detectors' names and the default one, without importing dlib (the commands read them to parse a command
-line). ``blazeface`` is the default since the fourth session of 2026-12-01: on the detection benchmark it is faster than
-HOG on every set and finds more of the large faces (``benchmarks/RESULTS.md``, "Detection on photos")."""
+line). BlazeFace is the default: on the detection benchmark it is faster than HOG on every set and finds more of the
+large faces (``benchmarks/detection.json``; ``benchmarks/RESULTS.md``, "Detection on photos")."""
 
 DETECTORS = ("hog", "cnn", "blazeface")
 DEFAULT_DETECTOR = "blazeface"
