@@ -90,8 +90,8 @@ def evaluate_predictions(
 
         - ``"overall"``: :func:`age_metrics`.
         - ``"by_age_band"``: band label (of the *true* age) -> ``{"n", "mae", "rmse", "cs@5", "bias"}``.
-        - ``"by_gender"`` / ``"by_race"`` (only when ``gender`` / ``race`` is given): same rows keyed by
-          group name, unknowns left out, empty groups omitted.
+        - ``"by_gender"`` / ``"by_race"`` (only when ``gender`` / ``race`` is given): same rows by group name.
+        - Unknown group labels are left out of those rows; empty groups are omitted.
         - ``"n_unknown"``: ``{"gender": k, "race": k}`` for the labels given.
         - ``"gender"`` (when gender predictions are given and ``gender`` is): :func:`gender_metrics`.
         - ``"race"`` (when race predictions are given and ``race`` is): :func:`race_metrics`.
