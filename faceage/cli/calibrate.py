@@ -16,6 +16,8 @@ from faceage.evaluation.calibration import (
     fit_calibration,
     write_calibration,
 )
+import numpy as np
+
 from faceage.inference.calibration import DEFAULT_LEVEL
 
 
@@ -31,6 +33,10 @@ def _table_lines(cal: dict[str, Any]) -> list[str]:
 
     for over, policy in cal["verify"].items():
         lines.append(policy_text(policy, int(over)))
+        for name, rates in policy.get("by_dataset", {}).items():
+            if rates.get("fpr") is not None and rates.get("adult_pass") is not None:
+                lines.append(f"  {name}: {rates['fpr']:.2%} of {rates['n_minors']} faces aged {policy['minor_ages'][0]}-{policy['minor_ages'][1]} pass; "
+                             f"{rates['adult_pass']:.1%} of {rates['n_adults']} aged {policy['adult_age']}+ pass")
         for c in policy["challenge"]:
             lines.append("  " + policy_text(policy, int(over), challenge=float(c)))
     return lines
@@ -41,10 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "Fit calibrated age intervals (Mondrian split-conformal CQR) and over-N decision thresholds on labelled faces "
         "the model did not train on, and store them in the model's config.json."))
     p.add_argument("model", help="model directory (its config.json is updated)")
-    p.add_argument("--data", required=True, help="dataset folder of aligned face chips")
-    p.add_argument("--dataset", default="utkface", help="dataset reader (default: utkface)")
-    p.add_argument("--split", default=None,
-                   help="a split.json saved by training (default: the datamodule's seeded split)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="dataset folder(s) of aligned face chips; several are fitted on together, and the over-N threshold "
+                        "then holds --max-fpr in each of them")
+    p.add_argument("--dataset", nargs="+", default=["utkface"],
+                   help="dataset reader: one for all --data, or one per --data (default: utkface)")
+    p.add_argument("--split", nargs="+", default=None,
+                   help="a split.json saved by training, one per --data (default: the datamodule's seeded split)")
     p.add_argument("--split-name", default="val", choices=["val", "test", "train", "all"],
                    help="which split to fit on (default: val)")
     p.add_argument("--names", default=None,
@@ -53,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="interval coverage(s) to fit (default 0.9)")
     p.add_argument("--base-level", default="auto",
                    help="level of the raw interval that is conformalized: a number, or auto (default: the narrowest by cross-fitting)")
+    p.add_argument("--scale", choices=["none", "std"], default="std",
+                   help="std (default): conformal scores divided by the age distribution's spread, so intervals widen where "
+                        "the model is unsure (e.g. on faces unlike its training faces); none: the same offset for every face of a band")
     p.add_argument("--over", type=int, nargs="+", default=[18], help="ages N to fit over-N policies for (default 18)")
     p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
                    help="largest share of people aged N-5..N-1 that may pass (default 0.01)")
@@ -81,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--base-level must be a number or auto, got {args.base_level!r}")
         if not 0 < args.base_level < 1:
             parser.error("--base-level must be in (0, 1)")
+    n = len(args.data)
+    if len(args.dataset) not in (1, n) or (args.split is not None and len(args.split) != n):
+        parser.error(f"give one --dataset (or one per --data) and one --split per --data: {n} --data")
+    if args.names and n > 1:
+        parser.error("--names selects from one --data folder")
+    datasets = args.dataset * n if len(args.dataset) == 1 else args.dataset
+    splits = args.split or [None] * n
     from faceage.inference.predictor import Predictor
 
     model_dir = Path(args.model)
@@ -89,21 +108,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     engine = args.engine if args.engine != "auto" else ("onnx" if (model_dir / "model.onnx").exists() else "torch")
     try:
-        selected, warnings = calibration_records(args.dataset, args.data, args.split_name, args.split, args.names)
-        for line in warnings:
-            print(f"warning: {line}", file=sys.stderr)
-        records = [r for r in selected if r.age is not None]
-        if not records:
-            raise ValueError(f"{args.data}: no labelled faces selected")
         predictor = Predictor(model_dir, engine=engine, detect=False, batch_size=args.batch_size, workers=args.workers, calibrated=False)
-        dist, ages, true, problems = collect(predictor, [r.path for r in records], [r.age for r in records])
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+        parts, whats = [], []
+        for dataset, data, split in zip(datasets, args.data, splits):
+            selected, warnings = calibration_records(dataset, data, args.split_name, split, args.names)
+            for line in warnings:
+                print(f"warning: {line}", file=sys.stderr)
+            records = [r for r in selected if r.age is not None]
+            if not records:
+                raise ValueError(f"{data}: no labelled faces selected")
+            dist, ages, true, problems = collect(predictor, [r.path for r in records], [r.age for r in records])
+            for line in problems:
+                print(f"error: {line}", file=sys.stderr)
+            parts.append((dist, ages, true, [dataset] * len(true)))
+            whats.append(f"{dataset} {data} " + (f"names {args.names}" if args.names else f"{args.split_name} split" + (f" of {split}" if split else ""))
+                         + f" ({len(true)} faces)")
+        dist, ages, true = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        groups = [g for p in parts for g in p[3]] if n > 1 else None
         config = predictor.config
-        what = f"{args.dataset} {args.data} " + (f"names {args.names}" if args.names else f"{args.split_name} split" + (f" of {args.split}" if args.split else ""))
+        what = "; ".join(whats)
         cal = fit_calibration(dist, ages, true, int(config.get("min_age", 0)), int(config.get("max_age", 110)), args.level, args.over,
                               args.max_fpr, base_level=args.base_level, challenges=args.challenge,
-                              data=f"{args.describe or what} ({len(true)} faces, engine {engine})")
+                              data=f"{args.describe or what}, engine {engine}", scale=None if args.scale == "none" else args.scale,
+                              groups=groups)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

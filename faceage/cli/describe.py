@@ -11,7 +11,9 @@ def main(argv: list[str]) -> int:
     """``faceage describe DATA [DATA ...] [--split-file F] [--plot PNG] [--json F]``: exit 0, or 2 for unreadable data."""
     p = argparse.ArgumentParser(prog="faceage describe", description="Describe datasets side by side before training on them.")
     p.add_argument("roots", nargs="+", help="dataset folders (or CSV files for --dataset csv)")
-    p.add_argument("--dataset", default="utkface", help="reader name (utkface, afad, cacd, appa_real, fgnet, aaf, csv)")
+    p.add_argument("--dataset", nargs="+", default=["auto"],
+                   help="reader name (utkface, afad, cacd, appa_real, fgnet, aaf, csv), one for all roots or one per root; "
+                        "auto (default): each root's own, recognised from its layout and file names")
     p.add_argument("--split-file", default=None,
                    help="a saved split.json: describe its splits side by side (one dataset)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the histograms and shares as a PNG")
@@ -22,13 +24,19 @@ def main(argv: list[str]) -> int:
     from faceage.evaluation.describe import describe_records, format_side_by_side, plot_descriptions
     from faceage.evaluation.metrics import save_json
 
+    from faceage.data.readers.guess import guess_reader
+
+    if len(args.dataset) not in (1, len(args.roots)):
+        p.error(f"give one --dataset, or one per dataset folder ({len(args.roots)})")
+    readers = args.dataset * len(args.roots) if len(args.dataset) == 1 else args.dataset
     descriptions: dict = {}
-    for root in args.roots:
+    for root, reader in zip(args.roots, readers):
         if not Path(root).exists():
             print(f"error: {root}: dataset not found", file=sys.stderr)
             return 2
         try:
-            records, report = read_dataset(args.dataset, root, check_images=False)
+            reader = guess_reader(root) if reader == "auto" else reader
+            records, report = read_dataset(reader, root, check_images=False)
         except (KeyError, ValueError, OSError) as e:
             print(f"error: {root}: {e}", file=sys.stderr)
             return 2

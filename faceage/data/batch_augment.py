@@ -12,6 +12,9 @@ whole batch. So this module draws parameters per face and applies them as batch 
 - colour: brightness, contrast and saturation as torchvision defines them (multiply; blend with the mean grey;
   blend with the greyscale image), a hue rotation in YIQ space (a 3x3 matrix per face: the classic linear
   approximation of an HSV hue shift), and random greyscale;
+- photo effects (sepia, blur, low resolution, JPEG re-compression, colour cast, grain), each on a random subset of
+  the batch, with one strength per batch for the blur and resolution (one kernel, one resize) and per face for the
+  rest;
 - normalisation with the model's mean/std.
 
 Randomness comes from a ``torch.Generator`` seeded by the batch's first item seed (a function of training seed,
@@ -30,6 +33,8 @@ from faceage.data.transforms import AugmentConfig, train_chip_size
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 _GREY = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+# the classic sepia matrix (rows: output R, G, B from input R, G, B)
+_SEPIA = torch.tensor([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
 
 
 class BatchAugment(torch.nn.Module):
@@ -96,6 +101,46 @@ class BatchAugment(torch.nn.Module):
             x = pick * (x * grey).sum(1, keepdim=True).expand_as(x) + (1 - pick) * x
         return x
 
+    def _photo(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Photo effects on ``(B, 3, S, S)`` images in [0, 1]."""
+        a, n = self.aug, len(x)
+
+        def chosen(p: float) -> torch.Tensor:
+            return torch.rand(n, generator=g) < p
+
+        def uniform(lo: float, hi: float, size: int = 1) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(size, generator=g)
+
+        if a.color_cast:
+            gains = 1 + a.color_cast * (2 * torch.rand(n, 3, generator=g) - 1)
+            x = (x * gains.to(x).view(n, 3, 1, 1)).clamp(0, 1)
+        if a.sepia:
+            pick = chosen(a.sepia).to(x).view(n, 1, 1, 1)
+            sepia = torch.einsum("ij,njhw->nihw", _SEPIA.to(x), x).clamp(0, 1)
+            x = pick * sepia + (1 - pick) * x
+        if a.low_res and (pick := chosen(a.low_res)).any():
+            side = max(8, int(self.size * float(uniform(0.3, 0.7))))
+            small = F.interpolate(x[pick], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            x = x.clone()
+            x[pick] = F.interpolate(small, size=(self.size, self.size), mode="bilinear", align_corners=False).clamp(0, 1)
+        if a.blur and (pick := chosen(a.blur)).any():
+            from torchvision.transforms.v2.functional import gaussian_blur
+
+            sigma = float(uniform(0.4, 1.5))
+            x = x.clone()
+            x[pick] = gaussian_blur(x[pick], [5, 5], [sigma, sigma])
+        if a.noise and (pick := chosen(a.noise)).any():
+            sigma = uniform(0.01, 0.05, n).to(x).view(n, 1, 1, 1)
+            grain = torch.randn(x.shape, generator=g).to(x) * sigma
+            x = torch.where(pick.to(x.device).view(n, 1, 1, 1), (x + grain).clamp(0, 1), x)
+        if a.jpeg and (pick := chosen(a.jpeg)).any():
+            from torchvision.transforms.v2.functional import jpeg
+
+            x = x.clone()
+            quality = int(uniform(20, 70))
+            x[pick] = jpeg((x[pick] * 255).round().to(torch.uint8).cpu(), quality=quality).to(x) / 255
+        return x
+
     def forward(self, chips: torch.Tensor, seed: int) -> torch.Tensor:
         if chips.shape[-1] != self.full or chips.shape[-2] != self.full:
             raise ValueError(f"batch augmentation expects {self.full}x{self.full} chips, got {tuple(chips.shape[-2:])}")
@@ -105,4 +150,6 @@ class BatchAugment(torch.nn.Module):
         grid = F.affine_grid(theta, [len(x), 3, self.size, self.size], align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         x = self._colour(x, g)
+        if self.aug.photo_effects():
+            x = self._photo(x, g)
         return (x - self.mean) / self.std

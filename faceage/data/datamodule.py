@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -42,6 +42,29 @@ class SplitConfig:
     fold: int = 0
 
 
+@dataclass
+class DatasetSpec:
+    """One dataset of a multi-dataset recipe (``data.datasets``).
+
+    Attributes:
+        name: reader (``utkface``, ``aaf``, ``fgnet``, ``csv``, ...).
+        root: its folder (or CSV file).
+        split_file: its saved split (JSON); computed with ``data.split`` and written there when missing (default:
+            ``split_<label>.json`` in the log dir).
+        weight: sampling weight: each training epoch draws ``weight x`` its training faces (0.5: a fresh half of
+            them each epoch; 2: each face twice).
+        label: the name its metrics are logged under (default: ``name``).
+        reader_kwargs: extra reader arguments.
+    """
+
+    name: str
+    root: str
+    split_file: str | None = None
+    weight: float = 1.0
+    label: str | None = None
+    reader_kwargs: dict | None = None
+
+
 class AgeDataModule(L.LightningDataModule):
     """Faces and ages for training, validation, testing and cross-dataset testing.
 
@@ -68,6 +91,12 @@ class AgeDataModule(L.LightningDataModule):
         train_splits: the splits whose faces train the model (default ``["train"]``). ``["train", "val"]`` refits a
             final model on both with the same split, so the test faces stay unseen; its validation figures are
             then on trained faces and only show convergence (and the "best" checkpoint is about the last one).
+        datasets: several datasets at once (see :class:`DatasetSpec`); replaces ``dataset``/``root``/
+            ``split_file``. Each is read by its own reader and split on its own (seeded, saved per dataset); the
+            records carry their dataset's label as ``source``, and the splits are the union of theirs. Validation
+            then logs the MAE of each dataset (``val/mae_<label>``) and uses their mean as ``val/mae``.
+        align: ``auto`` (default): images that are not aligned chips (not square and small) are detected and aligned
+            once, the chips cached by content (:mod:`faceage.data.aligned_cache`); ``always``; ``never``.
     """
 
     def __init__(
@@ -88,8 +117,23 @@ class AgeDataModule(L.LightningDataModule):
         max_samples: int = 0,
         check_images: bool = True,
         train_splits: list[str] | None = None,
+        datasets: list[DatasetSpec] | None = None,
+        align: str = "auto",
     ) -> None:
         super().__init__()
+        from faceage.data.aligned_cache import ALIGN_MODES
+
+        if align not in ALIGN_MODES:
+            raise ValueError(f"data.align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
+        self.align = align
+        self.specs = [s if isinstance(s, DatasetSpec) else DatasetSpec(**s) for s in (datasets or [])]
+        labels = [s.label or s.name for s in self.specs]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"data.datasets: labels must differ (got {labels}); set 'label' on each dataset")
+        for spec in self.specs:
+            if spec.weight < 0:
+                raise ValueError(f"data.datasets: weight of {spec.label or spec.name!r} must be >= 0, got {spec.weight}")
+        self.sources = labels
         self.dataset, self.root = dataset, root
         self.reader_kwargs = dict(reader_kwargs or {})
         self.split_config = split or SplitConfig()
@@ -99,6 +143,8 @@ class AgeDataModule(L.LightningDataModule):
         self.augment = augment or AugmentConfig()
         if augment_on not in ("batch", "sample"):
             raise ValueError(f"data.augment_on must be 'batch' or 'sample', got {augment_on!r}")
+        if augment_on == "sample" and self.augment.photo_effects():
+            raise ValueError("data.augment: sepia, blur, low_res, jpeg, color_cast and noise need data.augment_on: batch")
         if augment_on == "batch" and self.augment.erasing:
             raise ValueError("data.augment.erasing needs data.augment_on: sample (batch augmentation has no erasing)")
         self.augment_on = augment_on
@@ -125,7 +171,15 @@ class AgeDataModule(L.LightningDataModule):
         print(report.summary())
         if not records:
             raise ValueError(f"{root}: no usable records for dataset {name!r}")
-        return [r for r in records if r.age is not None]
+        from faceage.data.aligned_cache import align_records
+
+        # raw photos (not aligned chips) become cached aligned chips; photos without a face are named and left out
+        records, aligned = align_records([r for r in records if r.age is not None], self.align, source=str(root))
+        log.info("%s", aligned.summary())
+        print(aligned.summary())
+        if not records:
+            raise ValueError(f"{root}: no face found in any image of dataset {name!r}")
+        return records
 
     def _make_split(self) -> dict[str, list[int]]:
         c = self.split_config
@@ -137,35 +191,65 @@ class AgeDataModule(L.LightningDataModule):
             raise ValueError(f"fold {c.fold} out of range: there are {len(folds)} folds")
         return fold_split(self.records, folds, c.fold, val_fraction=c.val_fraction, seed=c.seed)
 
-    def _split_path(self) -> Path | None:
-        if self.split_file:
+    def _split_path(self, tag: str | None = None) -> Path | None:
+        if self.split_file and tag is None:
             return Path(self.split_file)
         trainer = getattr(self, "trainer", None)
         log_dir = trainer.log_dir if trainer is not None else None
-        return Path(log_dir) / "split.json" if log_dir else None
+        return Path(log_dir) / (f"split_{tag}.json" if tag else "split.json") if log_dir else None
 
-    def prepare_records(self) -> None:
-        """Reads the dataset and loads or computes (and saves) the split. Idempotent."""
-        if self.records:
-            return
-        records = self._read(self.dataset, self.root)
+    def _records_and_split(self, name: str, root: str, split_file: str | None, tag: str | None) -> tuple[list[FaceRecord], dict[str, list[int]]]:
+        """One dataset's records (subsampled to ``max_samples``) and its split, loaded from ``split_file`` or
+        computed and saved there."""
+        if name == "auto":
+            from faceage.data.readers.guess import guess_reader
+
+            name = guess_reader(root)
+        records = self._read(name, root)
         if self.max_samples and len(records) > self.max_samples:
             import numpy as np
 
             keep = np.sort(np.random.default_rng(self.split_config.seed).choice(len(records), self.max_samples, replace=False))
             records = [records[i] for i in keep]
-        self.records = records
-        path = self._split_path()
-        if path is not None and path.exists():
-            self.splits = load_split(path, self.records)
-            print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
-        else:
-            self.splits = self._make_split()
-            trainer = getattr(self, "trainer", None)
-            if path is not None and (trainer is None or trainer.is_global_zero):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_split(self.splits, path, self.records)
-                print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
+        if tag is not None:
+            records = [replace(r, source=tag) for r in records]
+        path = Path(split_file) if split_file else self._split_path(tag)
+        saved_records, self.records = self.records, records  # _make_split reads self.records
+        try:
+            if path is not None and path.exists():
+                splits = load_split(path, records)
+                print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+            else:
+                splits = self._make_split()
+                trainer = getattr(self, "trainer", None)
+                if path is not None and (trainer is None or trainer.is_global_zero):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_split(splits, path, records)
+                    print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+        finally:
+            self.records = saved_records
+        return records, splits
+
+    def prepare_records(self) -> None:
+        """Reads the dataset(s) and loads or computes (and saves) the split. Idempotent."""
+        if self.records:
+            return
+        if not self.specs:
+            self.records, self.splits = self._records_and_split(self.dataset, self.root, self.split_file, None)
+            return
+        records: list[FaceRecord] = []
+        splits: dict[str, list[int]] = {}
+        for spec, label in zip(self.specs, self.sources):
+            saved = self.reader_kwargs, self.root
+            self.reader_kwargs, self.root = dict(spec.reader_kwargs or {}), spec.root
+            try:
+                part, part_splits = self._records_and_split(spec.name, spec.root, spec.split_file, label)
+            finally:
+                self.reader_kwargs, self.root = saved
+            for split_name, idx in part_splits.items():
+                splits.setdefault(split_name, []).extend(len(records) + i for i in idx)
+            records.extend(part)
+        self.records, self.splits = records, splits
 
     def subset(self, name: str) -> list[FaceRecord]:
         return [self.records[i] for i in self.splits.get(name, [])]
@@ -186,7 +270,7 @@ class AgeDataModule(L.LightningDataModule):
         if self.input_config is None:
             raise RuntimeError("AgeDataModule needs input_config (set by the model) before setup")
         eval_tf = build_eval_transform(self.input_config)
-        cache = {"cache": self.cache_images, "cache_dir": self.cache_dir}
+        cache = {"cache": self.cache_images, "cache_dir": self.cache_dir, "sources": self.sources}
         if self.augment_on == "batch":
             from faceage.data.batch_augment import BatchAugment
 
@@ -198,7 +282,7 @@ class AgeDataModule(L.LightningDataModule):
         for name in ("val", "test"):
             self.datasets[name] = FaceDataset(self.subset(name), eval_tf, **cache)
         if self.test_dataset:
-            self.datasets["test"] = FaceDataset(self._read(self.test_dataset, self.test_root or ""), eval_tf, cache="none")
+            self.datasets["test"] = FaceDataset(self._read(self.test_dataset, self.test_root or ""), eval_tf, cache="none", sources=self.sources)
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
         for name in wanted:
             self.datasets[name].preload()
@@ -209,6 +293,8 @@ class AgeDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         rank, world = self._world()
+        weights = [s.weight for s in self.specs]
+        weighted = shuffle and self.specs and any(w != 1.0 for w in weights)
         return ResumableLoader(
             self.datasets[name],
             batch_size=self.batch_size,
@@ -218,6 +304,8 @@ class AgeDataModule(L.LightningDataModule):
             world_size=world,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            groups=self.datasets[name].source_ids if weighted else None,
+            group_weights=weights if weighted else None,
         )
 
     def train_dataloader(self) -> DataLoader:

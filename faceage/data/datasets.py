@@ -33,8 +33,9 @@ def cache_mode(cache: bool | str) -> str:
 
 
 class FaceDataset(Dataset):
-    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int}``
-    (plus ``"seed"``, the item's augmentation seed, when the sampler gives one).
+    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int,
+    "source": int}`` (plus ``"seed"``, the item's augmentation seed, when the sampler gives one). ``source`` is the
+    position of the record's dataset in ``sources`` (-1 when absent).
 
     Unreadable images yield ``None`` (dropped by :func:`collate_skip_none`) and are logged once with the file
     name and the problem, so one bad file never stops a run.
@@ -47,11 +48,15 @@ class FaceDataset(Dataset):
             means this) or ``"disk"`` (the memory-mapped chip cache of :mod:`faceage.data.chips`, built by
             :meth:`preload`, shared by loader workers and reused by later runs; needs a ``ChipTransform``).
         cache_dir: folder of the disk cache (default ``$FACEAGE_CACHE/chips`` or ``~/.cache/faceage/chips``).
+        sources: dataset labels; each item's ``source`` indexes this list (a multi-dataset recipe's datasets).
     """
 
     def __init__(self, records: Sequence[FaceRecord], transform: Callable[[Image.Image], torch.Tensor],
-                 cache: bool | str = False, cache_dir: str | None = None) -> None:
+                 cache: bool | str = False, cache_dir: str | None = None, sources: Sequence[str] | None = None) -> None:
         self.records = list(records)
+        position = {name: i for i, name in enumerate(sources or [])}
+        self.sources = list(sources or [])
+        self.source_ids = np.array([position.get(r.source, -1) for r in self.records], dtype=np.int64)
         self.transform = transform
         mode = cache_mode(cache)
         self._staged = isinstance(transform, ChipTransform)
@@ -134,6 +139,7 @@ class FaceDataset(Dataset):
             "gender": -1 if rec.gender is None else int(rec.gender),
             "race": -1 if rec.race is None else int(rec.race),
             "index": index,
+            "source": int(self.source_ids[index]),
             **({"seed": item_seed} if item_seed is not None else {}),
         }
 
@@ -146,17 +152,37 @@ def collate_skip_none(batch: list[dict | None]) -> dict | None:
 
 class EpochSampler(Sampler):
     """Seeded order for epoch ``e`` (a fresh permutation per epoch when ``shuffle``), yielding
-    ``(index, item_seed)`` pairs; ``skip`` drops the first positions (used when resuming mid-epoch)."""
+    ``(index, item_seed)`` pairs; ``skip`` drops the first positions (used when resuming mid-epoch).
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    With ``groups`` (a group id per item) and ``group_weights`` (one per group), a shuffled epoch draws
+    ``round(weight * size)`` items of each group: a weight of 0.5 shows half a dataset's faces each epoch (a fresh
+    half every epoch), 2 shows each face twice. The epoch length stays the same from epoch to epoch.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 groups: Sequence[int] | None = None, group_weights: Sequence[float] | None = None) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.skip = 0
+        self.groups = None if groups is None or group_weights is None else np.asarray(groups)
+        self.group_weights = None if self.groups is None else [float(w) for w in group_weights]
+
+    def _weighted(self, rng: np.random.Generator) -> np.ndarray:
+        parts = []
+        for g, weight in enumerate(self.group_weights):
+            members = np.flatnonzero(self.groups == g)
+            k = int(round(weight * len(members)))
+            if k and len(members):
+                reps = -(-k // len(members))
+                parts.append(np.concatenate([rng.permutation(members) for _ in range(reps)])[:k])
+        order = np.concatenate(parts) if parts else np.arange(0)
+        return rng.permutation(order)
 
     def _order(self) -> np.ndarray:
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+            rng = np.random.default_rng([self.seed, self.epoch])
+            order = rng.permutation(self.n) if self.groups is None else self._weighted(rng)
         else:
             order = np.arange(self.n)
         if self.world_size > 1:  # pad to equal shards, as DistributedSampler does
@@ -182,8 +208,9 @@ class ResumableLoader(DataLoader):
     consumption through :meth:`mark_consumed` at the start of each training batch.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1, **kwargs) -> None:
-        sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 groups: Sequence[int] | None = None, group_weights: Sequence[float] | None = None, **kwargs) -> None:
+        sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, groups=groups, group_weights=group_weights)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_skip_none, **kwargs)
         self._next_epoch = 0
         self._epoch = 0

@@ -22,6 +22,7 @@ class FaceRecord:
         race: 0..4 (see ``RACES``), ``None`` when unknown.
         subject: identity id where the dataset has one (FG-NET, CACD, AAF), used for subject-exclusive splits.
         apparent_age: APPA-REAL's mean apparent age, when known.
+        source: the dataset the record came from (its label in a multi-dataset recipe), ``None`` when single.
     """
 
     path: str
@@ -30,6 +31,7 @@ class FaceRecord:
     race: int | None = None
     subject: str | None = None
     apparent_age: float | None = None
+    source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

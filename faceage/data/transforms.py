@@ -30,6 +30,15 @@ class AugmentConfig:
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
         grayscale: probability of converting to greyscale.
         erasing: probability of random erasing (cutout) on the tensor.
+        sepia: probability of a sepia tone (old prints).
+        blur: probability of a Gaussian blur (sigma 0.4-1.5 network-input pixels: focus, motion, scanning).
+        low_res: probability of a down- and up-sampling to 30-70% of the side (small faces in large photos).
+        jpeg: probability of JPEG re-compression at quality 20-70.
+        color_cast: largest per-channel gain change (white balance, faded colour); 0 disables.
+        noise: probability of Gaussian grain (sigma 1-5% of the range).
+
+    The last six model photos as users take them (scans, old prints, phone and web photos), which aligned dataset
+    chips rarely show; only batch augmentation (``data.augment_on: batch``) applies them.
     """
 
     hflip: bool = True
@@ -39,6 +48,16 @@ class AugmentConfig:
     color_jitter: float = 0.2
     grayscale: float = 0.05
     erasing: float = 0.0
+    sepia: float = 0.0
+    blur: float = 0.0
+    low_res: float = 0.0
+    jpeg: float = 0.0
+    color_cast: float = 0.0
+    noise: float = 0.0
+
+    def photo_effects(self) -> bool:
+        """Whether any of the photo effects (sepia, blur, low resolution, JPEG, colour cast, grain) is on."""
+        return any((self.sepia, self.blur, self.low_res, self.jpeg, self.color_cast, self.noise))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,6 +40,7 @@ from faceage.inference.calibration import (
     band_labels,
     band_of,
     base_interval,
+    spread,
     interval_key,
     p_over,
 )
@@ -69,7 +70,7 @@ def upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
 
 def fit_intervals(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_age: int = 0, max_age: int = 110,
                   level: float = DEFAULT_LEVEL, bands: Sequence[Sequence[int]] = DEFAULT_BANDS, base_level: float | None = None,
-                  min_band_n: int = MIN_BAND_N) -> dict[str, Any]:
+                  min_band_n: int = MIN_BAND_N, scale: str | None = None) -> dict[str, Any]:
     """Mondrian CQR offsets for one coverage ``level`` (see the module docstring).
 
     Args:
@@ -78,14 +79,20 @@ def fit_intervals(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_age:
         true: ``(N,)`` true ages.
         base_level: level of the raw central interval that is conformalized (default ``level``).
         min_band_n: bands with fewer faces use the offset of all faces pooled.
+        scale: ``"std"`` divides each score by the distribution's spread
+            (:func:`faceage.inference.calibration.spread`): normalised scores, intervals wider where the head is unsure.
 
     Returns:
-        ``{"level", "base_level", "offsets": {band: Q}, "n": {band: n}, "pooled_offset"}``.
+        ``{"level", "base_level", "offsets": {band: Q}, "n": {band: n}, "pooled_offset"}`` (and ``"scale"``).
     """
     base_level = level if base_level is None else base_level
+    if scale not in (None, "none", "std"):
+        raise ValueError(f"scale must be 'none' or 'std', got {scale!r}")
     true = np.asarray(true, dtype=np.float64)
     lo, hi = base_interval(dist, min_age, base_level)
     scores = np.maximum(lo - true, true - hi)
+    if scale == "std":
+        scores = scores / spread(dist, min_age)
     span = float(max_age - min_age)
     pooled = min(conformal_quantile(scores, level), span)
     band = band_of(ages, bands)
@@ -94,7 +101,10 @@ def fit_intervals(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_age:
         mine = scores[band == b]
         counts[label] = int(mine.size)
         offsets[label] = pooled if mine.size < min_band_n else min(conformal_quantile(mine, level), span)
-    return {"level": float(level), "base_level": float(base_level), "offsets": offsets, "n": counts, "pooled_offset": pooled}
+    out = {"level": float(level), "base_level": float(base_level), "offsets": offsets, "n": counts, "pooled_offset": pooled}
+    if scale == "std":
+        out["scale"] = "std"
+    return out
 
 
 BASE_LEVEL_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -102,7 +112,7 @@ BASE_LEVEL_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 def choose_base_level(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_age: int = 0, max_age: int = 110, level: float = DEFAULT_LEVEL,
                       bands: Sequence[Sequence[int]] = DEFAULT_BANDS, candidates: Sequence[float] = BASE_LEVEL_CANDIDATES,
-                      seed: int = 0) -> tuple[float, dict[str, float]]:
+                      seed: int = 0, scale: str | None = None) -> tuple[float, dict[str, float]]:
     """The base level whose conformalized ``level`` intervals are narrowest, by 2-fold cross-fitting on the
     calibration faces (seeded halves); returns ``(base level, {candidate: mean width})``. Ties go to the higher level."""
     true = np.asarray(true, dtype=np.float64)
@@ -111,7 +121,7 @@ def choose_base_level(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_
     for base in sorted({*map(float, candidates), float(level)}):
         total = 0.0
         for fit_on in (half, ~half):
-            fit = fit_intervals(dist[fit_on], ages[fit_on], true[fit_on], min_age, max_age, level, bands, base)
+            fit = fit_intervals(dist[fit_on], ages[fit_on], true[fit_on], min_age, max_age, level, bands, base, scale=scale)
             lo, hi = Calibration({"bands": [list(b) for b in bands], "intervals": {interval_key(level): fit}}, min_age, max_age).intervals(
                 dist[~fit_on], ages[~fit_on], level)
             total += float(np.sum(hi - lo))
@@ -169,16 +179,27 @@ def choose_threshold(p: np.ndarray, max_fpr: float) -> float:
 
 def fit_over_policy(p: np.ndarray, ages: np.ndarray, true: np.ndarray, over: int, max_fpr: float = DEFAULT_MAX_FPR,
                     window: int = MINOR_WINDOW, adult_age: int = ADULT_AGE,
-                    challenges: Sequence[float] = DEFAULT_CHALLENGES) -> dict[str, Any]:
+                    challenges: Sequence[float] = DEFAULT_CHALLENGES, groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The over-``over`` policy: threshold on ``p`` (``P(age >= over)``) from the faces aged ``over-window..over-1``
     (:func:`choose_threshold`), its measured rates (:func:`decision_rates`), and the rates of each challenge age
-    rule ``age >= c`` on the same faces."""
+    rule ``age >= c`` on the same faces.
+
+    With ``groups`` (each face's dataset), the threshold is the strictest of the groups' own thresholds, so the stated
+    false-pass rate holds in each dataset and not only on their pool; each group's rates are under ``"by_dataset"``."""
     true = np.asarray(true, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     minors = (true >= over - window) & (true < over)
     threshold = choose_threshold(p[minors], max_fpr)
+    g = None if groups is None else np.asarray(groups)
+    if g is not None:
+        for name in dict.fromkeys(g.tolist()):
+            if (minors & (g == name)).any():
+                threshold = max(threshold, choose_threshold(p[minors & (g == name)], max_fpr))
     out = {"over": int(over), "threshold": threshold, "max_fpr": float(max_fpr), "minor_ages": [int(over - window), int(over - 1)],
            "adult_age": int(adult_age), **decision_rates(p >= threshold, true, over, window, adult_age)}
+    if g is not None:
+        out["by_dataset"] = {str(name): decision_rates(p[g == name] >= threshold, true[g == name], over, window, adult_age)
+                             for name in dict.fromkeys(g.tolist())}
     out["challenge"] = {interval_key(c): decision_rates(np.asarray(ages, dtype=np.float64) >= c, true, over, window, adult_age)
                         for c in challenges}
     return out
@@ -187,27 +208,32 @@ def fit_over_policy(p: np.ndarray, ages: np.ndarray, true: np.ndarray, over: int
 def fit_calibration(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_age: int = 0, max_age: int = 110,
                     levels: Sequence[float] = (DEFAULT_LEVEL,), overs: Sequence[int] = (18,), max_fpr: float = DEFAULT_MAX_FPR,
                     bands: Sequence[Sequence[int]] = DEFAULT_BANDS, base_level: float | str | None = None,
-                    challenges: Sequence[float] = DEFAULT_CHALLENGES, data: str = "") -> dict[str, Any]:
+                    challenges: Sequence[float] = DEFAULT_CHALLENGES, data: str = "", scale: str | None = None,
+                    groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The whole ``config["calibration"]`` dict: intervals at each level (with their fitted coverage table) and a
     policy for each ``over``. ``base_level``: ``None`` conformalizes the raw interval of the same level, ``"auto"``
-    the one :func:`choose_base_level` picks."""
-    cal: dict[str, Any] = {"method": "mondrian-cqr", "band_by": "predicted_age", "bands": [list(map(int, b)) for b in bands],
-                           "n": int(len(true)), "data": data, "intervals": {}, "verify": {}}
+    the one :func:`choose_base_level` picks. ``scale``: ``"std"`` for normalised scores (:func:`fit_intervals`).
+    ``groups``: each face's dataset; the over-N threshold then holds ``max_fpr`` in every group
+    (:func:`fit_over_policy`)."""
+    cal: dict[str, Any] = {"method": "mondrian-cqr" + ("-normalized" if scale == "std" else ""), "band_by": "predicted_age",
+                           "bands": [list(map(int, b)) for b in bands], "n": int(len(true)), "data": data, "intervals": {}, "verify": {}}
     for level in levels:
         widths = None
         base = base_level
         if base_level == "auto":
-            base, widths = choose_base_level(dist, ages, true, min_age, max_age, level, bands)
-        fit = fit_intervals(dist, ages, true, min_age, max_age, level, bands, base)
+            base, widths = choose_base_level(dist, ages, true, min_age, max_age, level, bands, scale=scale)
+        fit = fit_intervals(dist, ages, true, min_age, max_age, level, bands, base, scale=scale)
         if widths is not None:
             fit["base_level_widths"] = widths  # cross-fitted mean width of each candidate
         cal["intervals"][interval_key(level)] = fit
         lo, hi = Calibration(cal, min_age, max_age).intervals(dist, ages, level)
         fit["fitted"] = coverage_table(lo, hi, true, bands)
-    p_cache = {}
+        if groups is not None:
+            g = np.asarray(groups)
+            fit["fitted_by_dataset"] = {str(name): coverage_table(lo[g == name], hi[g == name], true[g == name], bands)["overall"]
+                                        for name in dict.fromkeys(g.tolist())}
     for over in overs:
-        p_cache[over] = p_over(dist, min_age, over)
-        cal["verify"][str(int(over))] = fit_over_policy(p_cache[over], ages, true, over, max_fpr, challenges=challenges)
+        cal["verify"][str(int(over))] = fit_over_policy(p_over(dist, min_age, over), ages, true, over, max_fpr, challenges=challenges, groups=groups)
     return cal
 
 

@@ -8,7 +8,9 @@ Regression", NeurIPS 2019) on the central quantile interval of the head's age di
 confidence machine"): one conformal offset per band of the *predicted* age, so that coverage holds for children
 and adults alike instead of only on average. For a face whose predicted age falls in band ``b`` the interval is
 ``[q_lo - Q_b, q_hi + Q_b]`` where ``[q_lo, q_hi]`` is the distribution's central ``base_level`` interval and
-``Q_b`` the fitted offset (negative offsets narrow the interval).
+``Q_b`` the fitted offset (negative offsets narrow the interval). With ``"scale": "std"`` the offsets are in units of
+the distribution's standard deviation (:func:`spread`): ``[q_lo - Q_b s, q_hi + Q_b s]``, wider where the head is
+unsure.
 
 Over-N decisions: ``pass`` when ``P(age >= N) >= threshold`` (the policy's threshold, fitted so that at most a
 stated share of calibration faces aged ``N-5..N-1`` pass), else ``refer`` (check ID); or, in challenge-age mode,
@@ -71,6 +73,17 @@ def p_over(dist: np.ndarray, min_age: int, age: float) -> np.ndarray:
     if start <= 0:
         return np.ones(dist.shape[0])
     return np.clip(dist[:, start:].sum(axis=1), 0.0, 1.0)
+
+
+def spread(dist: np.ndarray, min_age: int = 0, floor: float = 1.0) -> np.ndarray:
+    """Standard deviation of each ``(B, K)`` age distribution, at least ``floor`` years: how unsure the head is.
+    Normalised conformal scores divide by it, so intervals widen where the model is unsure (e.g. on faces unlike
+    its training faces) and narrow where it is sure (Papadopoulos et al. 2008, "normalized nonconformity")."""
+    dist = np.asarray(dist, dtype=np.float64)
+    ages = np.arange(dist.shape[1], dtype=np.float64) + min_age
+    mean = dist @ ages
+    var = np.clip(dist @ ages**2 - mean**2, 0.0, None)
+    return np.maximum(np.sqrt(var), floor)
 
 
 def base_interval(dist: np.ndarray, min_age: int, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +154,8 @@ class Calibration:
         lo, hi = base_interval(dist, self.min_age, float(fit.get("base_level", level)))
         offsets = np.array([float(fit["offsets"][label]) for label in self.labels])
         q = offsets[band_of(ages, self.bands)]
+        if fit.get("scale") == "std":  # offsets in units of the distribution's spread
+            q = q * spread(dist, self.min_age)
         return np.clip(lo - q, self.min_age, self.max_age), np.clip(hi + q, self.min_age, self.max_age)
 
     def policy(self, over: int = DEFAULT_OVER) -> dict[str, Any] | None:

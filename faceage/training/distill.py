@@ -7,11 +7,16 @@ each (augmented) training batch. Lightning has no distillation API and torchvisi
 outputs (distributions over ages, masked multitask labels), so the few lines are here.
 
 Teachers are any saved faceage models (model directories, ensembles included) with the student's age range; their
-input may differ from the student's only in image size (the batch is resized for them).
+input may differ from the student's only in image size (the batch is resized for them). The teacher ``start`` is
+the student as it was before training (for ``cydral_resnet10`` with ``head.init: backbone``, the untuned Cydral age
+and gender networks): distilling toward it on every training face keeps what the pretrained network knew while the
+student learns the new labels ("learning without forgetting", Li & Hoiem 2017). Its randomly started race head
+gives no targets.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from faceage.models.age_model import AgeModel
 from faceage.models.files import load_directory
 
 TEACHER_OUTPUTS = ("distribution", "age", "gender_prob", "race_probs")
+START_TEACHER = "start"
 
 
 class Teacher(nn.Module):
@@ -39,12 +45,19 @@ class Teacher(nn.Module):
         FileNotFoundError / ValueError: naming the teacher directory that is missing or incompatible.
     """
 
-    def __init__(self, sources: Sequence[str | Path], student_config: dict, flip: bool = True) -> None:
+    def __init__(self, sources: Sequence[str | Path], student_config: dict, flip: bool = True, start: AgeModel | None = None) -> None:
         super().__init__()
         if not sources:
             raise ValueError("distillation needs at least one teacher model directory")
         members: list[AgeModel] = []
         for source in sources:
+            if str(source) == START_TEACHER:
+                if start is None:
+                    raise ValueError("teacher 'start' needs the student's starting weights")
+                member = copy.deepcopy(start)
+                member.race_head = None  # randomly started: no knowledge to keep
+                members.append(member)
+                continue
             loaded = load_directory(source)
             for m in getattr(loaded, "members", [loaded]):
                 _check_compatible(m.config, student_config, source)

@@ -7,6 +7,7 @@ One ``model_step`` serves train/val/test; metrics are logged with a stage prefix
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -135,6 +136,8 @@ class AgeModule(L.LightningModule):
             raise ValueError(f"teacher_weight must be within [0, 1], got {teacher_weight}")
         self.teacher_weight = teacher_weight
         self.teacher_sources, self.teacher_flip = list(teacher or []), teacher_flip
+        # the student before training, for teacher "start" (learning without forgetting); outside the module tree
+        self._start = [copy.deepcopy(self.model).eval().requires_grad_(False)] if "start" in self.teacher_sources else []
         # kept out of the module tree (a one-item list): the teacher is neither trained, nor saved, nor checkpointed;
         # it is loaded when training starts, so validate/test of a distilled checkpoint never need the teacher files
         self._teacher: list[Teacher] = []
@@ -173,7 +176,11 @@ class AgeModule(L.LightningModule):
         err = (pred["age"] - ages).abs()
         self.mae[f"{stage}_"](pred["age"], ages)
         self.cs5[f"{stage}_"].update((err <= 5).float())
-        self.log(f"{stage}/mae", self.mae[f"{stage}_"], on_epoch=True, prog_bar=True, batch_size=n)
+        several = len(self._sources()) > 1 and "source" in batch
+        if several:
+            self._add_source_errors(batch["source"], err)
+        # with several datasets, {stage}/mae is the mean of their MAEs (logged at epoch end); this is all faces pooled
+        self.log(f"{stage}/mae_pooled" if several else f"{stage}/mae", self.mae[f"{stage}_"], on_epoch=True, prog_bar=not several, batch_size=n)
         self.log(f"{stage}/cs5", self.cs5[f"{stage}_"], on_epoch=True, batch_size=n)
         if "gender_prob" in pred:
             known = batch["gender"] >= 0
@@ -197,6 +204,43 @@ class AgeModule(L.LightningModule):
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
         return terms["loss"]
 
+    # ---- per-dataset validation (multi-dataset recipes) ----------------------------------------------------------
+    def _sources(self) -> list[str]:
+        data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(data, "sources", None) or [])
+
+    def _add_source_errors(self, source: torch.Tensor, err: torch.Tensor) -> None:
+        k = len(self._sources())
+        if getattr(self, "_source_sums", None) is None or len(self._source_sums) != k:
+            self._source_sums = torch.zeros(k, dtype=torch.float64, device=err.device)
+            self._source_counts = torch.zeros(k, dtype=torch.float64, device=err.device)
+        known = source >= 0
+        self._source_sums.index_add_(0, source[known], err[known].double())
+        self._source_counts.index_add_(0, source[known], torch.ones_like(err[known], dtype=torch.float64))
+
+    def _log_source_maes(self, stage: str) -> None:
+        """Logs ``{stage}/mae_<dataset>`` per dataset and their mean as ``{stage}/mae`` (what checkpoints and early
+        stopping follow), so a large dataset cannot hide a worse score on a small one."""
+        sums, counts = getattr(self, "_source_sums", None), getattr(self, "_source_counts", None)
+        self._source_sums = self._source_counts = None
+        if sums is None:
+            return
+        if self.trainer.world_size > 1:
+            sums, counts = self.trainer.strategy.reduce(sums, reduce_op="sum"), self.trainer.strategy.reduce(counts, reduce_op="sum")
+        maes = []
+        for label, total, count in zip(self._sources(), sums.tolist(), counts.tolist()):
+            if count:
+                maes.append(total / count)
+                self.log(f"{stage}/mae_{label}", maes[-1])
+        if maes:
+            self.log(f"{stage}/mae", sum(maes) / len(maes), prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._source_sums = self._source_counts = None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_source_maes("val")
+
     def on_fit_start(self) -> None:
         self.teacher()  # a missing or incompatible teacher fails before the first step
         if self.trainer.is_global_zero:
@@ -205,7 +249,7 @@ class AgeModule(L.LightningModule):
     def teacher(self) -> Teacher | None:
         """The distillation teacher (loaded on first use), or ``None`` without one."""
         if self.teacher_sources and not self._teacher:
-            self._teacher.append(Teacher(self.teacher_sources, self.model.config, flip=self.teacher_flip))
+            self._teacher.append(Teacher(self.teacher_sources, self.model.config, flip=self.teacher_flip, start=self._start[0] if self._start else None))
         return self._teacher[0] if self._teacher else None
 
     def _distill(self, images: torch.Tensor, out: dict, terms: dict) -> dict:
@@ -230,8 +274,10 @@ class AgeModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
+        self._source_sums = self._source_counts = None
 
     def on_test_epoch_end(self) -> None:
+        self._log_source_maes("test")
         if not self._test_outputs:
             return
         rows = {k: torch.cat([o[k] for o in self._test_outputs]) for k in self._test_outputs[0]}

@@ -48,3 +48,39 @@ def test_wrong_chip_size_is_refused():
 
     with pytest.raises(ValueError, match="expects 40x40 chips"):
         BatchAugment(CONFIG, NONE)(chips(side=36), seed=0)
+
+
+def _pixels(aug: AugmentConfig, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Augmented faces back in [0, 1] (undoing the normalisation)."""
+    return BatchAugment(CONFIG, aug)(x, seed=seed) * 0.25 + 0.5
+
+
+def test_photo_effects_each_do_what_they_say():
+    from dataclasses import replace
+
+    x = chips(16)
+    plain = _pixels(NONE, x)
+    sepia = _pixels(replace(NONE, sepia=1.0), x)
+    assert (sepia[:, 0] >= sepia[:, 1] - 1e-5).all() and (sepia[:, 1] >= sepia[:, 2] - 1e-5).all()  # warm tone: R >= G >= B
+    # blur and low resolution smooth the noise chips: neighbouring pixels come closer
+    for effect in ("blur", "low_res"):
+        out = _pixels(replace(NONE, **{effect: 1.0}), x)
+        assert out.diff(dim=-1).abs().mean() < 0.8 * plain.diff(dim=-1).abs().mean(), effect
+    jpeg = _pixels(replace(NONE, jpeg=1.0), x)
+    assert not torch.allclose(jpeg, plain, atol=1e-3) and (jpeg - plain).abs().mean() < 0.25
+    cast = _pixels(replace(NONE, color_cast=0.2), x)
+    ratio = (cast.mean(dim=(2, 3)) / plain.mean(dim=(2, 3)).clamp(min=1e-3))
+    assert ratio.min() > 0.75 and ratio.max() < 1.25 and ratio.std() > 0.01
+    grain = _pixels(replace(NONE, noise=1.0), x)
+    assert 0.003 < (grain - plain).abs().mean() < 0.06
+
+
+def test_photo_effects_apply_to_the_chosen_share_and_are_seeded():
+    from dataclasses import replace
+
+    x = chips(64)
+    aug = replace(NONE, sepia=0.25)
+    a, b = _pixels(aug, x, seed=5), _pixels(aug, x, seed=5)
+    assert torch.equal(a, b)
+    changed = ((a - _pixels(NONE, x)).abs().flatten(1).max(dim=1).values > 1e-4).float().mean()
+    assert 0.1 < changed < 0.45

@@ -227,3 +227,42 @@ def test_choose_base_level_cross_fits_and_breaks_ties_upwards():
     cal = fit_calibration(one_hot(pred), pred.astype(float), true, overs=[], base_level="auto")
     assert cal["intervals"]["0.9"]["base_level"] == 0.9 and cal["intervals"]["0.9"]["base_level_widths"] == widths
     assert "base_level_widths" not in fit_calibration(one_hot(pred), pred.astype(float), true, overs=[], base_level=0.8)["intervals"]["0.9"]
+
+
+def test_normalised_scores_widen_intervals_where_the_distribution_is_wide():
+    from faceage.evaluation.calibration import fit_intervals
+    from faceage.inference.calibration import Calibration, spread
+
+    rng = np.random.default_rng(0)
+    ages_axis = np.arange(111)
+    n = 2000
+    centre = rng.uniform(20, 60, n)
+    sd = np.where(rng.random(n) < 0.5, 2.0, 8.0)  # half the faces the model is sure of, half not
+    true = centre + rng.normal(0, sd)  # errors as large as the model says they are
+    dist = np.exp(-0.5 * ((ages_axis[None] - centre[:, None]) / sd[:, None]) ** 2)
+    dist /= dist.sum(axis=1, keepdims=True)
+    assert np.allclose(spread(dist)[sd == 2.0], 2.0, atol=0.05)
+    for scale in (None, "std"):
+        fit = fit_intervals(dist, centre, true, level=0.9, base_level=0.5, scale=scale)
+        lo, hi = Calibration({"bands": [[0, 9], [10, 19], [20, 29], [30, 44], [45, 59], [60, 200]], "intervals": {"0.9": fit}}).intervals(dist, centre, 0.9)
+        covered = (true >= lo) & (true <= hi)
+        by_sd = {s: covered[sd == s].mean() for s in (2.0, 8.0)}
+        if scale == "std":
+            assert fit["scale"] == "std"
+            assert min(by_sd.values()) > 0.86  # coverage holds for the sure and the unsure faces alike
+        else:
+            assert by_sd[8.0] < 0.86 < by_sd[2.0]  # one offset per band over-covers the sure and under-covers the unsure
+
+
+def test_over_policy_holds_the_rate_in_every_dataset():
+    from faceage.evaluation.calibration import fit_over_policy
+
+    rng = np.random.default_rng(1)
+    true = np.concatenate([rng.integers(13, 40, 600), rng.integers(13, 40, 600)]).astype(float)
+    groups = ["a"] * 600 + ["b"] * 600
+    # dataset b's minors look older to the model than dataset a's
+    p = np.clip((true - 17) / 10 + np.where(np.array(groups) == "b", 0.3, 0.0) + rng.normal(0, 0.1, 1200), 0, 1)
+    pooled = fit_over_policy(p, true, true, 18, max_fpr=0.01)
+    each = fit_over_policy(p, true, true, 18, max_fpr=0.01, groups=groups)
+    assert each["threshold"] >= pooled["threshold"]
+    assert all(r["fpr"] <= 0.01 for r in each["by_dataset"].values())

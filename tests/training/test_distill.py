@@ -117,3 +117,19 @@ def test_fit_with_a_teacher_through_the_cli(utkface_tree, tiny_model_dir, tmp_pa
     config = json.loads((run / "model" / "config.json").read_text())
     saved = AgeModel.from_pretrained(run / "model")
     assert config["race"] is True and not any("members" in k for k in saved.state_dict())
+
+
+def test_teacher_start_is_the_student_before_training_without_its_random_race_head():
+    module = AgeModule(backbone=BackboneConfig(name="resnet18", image_size=32), head=HeadConfig(name="dldl"), gender=True, race=True,
+                       teacher=["start"], teacher_flip=False)
+    images = torch.randn(4, 3, 32, 32)
+    module.model.eval()
+    before = module.model.predict(images, flip=False)
+    soft = module.teacher()(images)
+    assert set(soft) == {"distribution", "age", "gender_prob"}
+    assert torch.allclose(soft["distribution"], before["distribution"], atol=1e-6)
+    with torch.no_grad():  # the student moves on; the teacher stays where the student started
+        for p in module.model.parameters():
+            p.add_(0.1)
+    assert torch.allclose(module.teacher()(images)["age"], before["age"], atol=1e-5)
+    assert not any(k.startswith("_start") or "teacher" in k for k in module.state_dict())
