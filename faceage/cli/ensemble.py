@@ -12,7 +12,10 @@ from faceage.cli._common import export_graph, load_or_report
 def main(argv: list[str]) -> int:
     """``faceage ensemble MODEL MODEL [...] --output DIR``: saves the ensemble and its ONNX graph."""
     p = argparse.ArgumentParser(prog="faceage ensemble", description="Average several trained age models into one model directory (+ model.onnx).")
-    p.add_argument("models", nargs="+", help="two or more model dirs / checkpoints with the same input config")
+    p.add_argument("models", nargs="+", help="model dirs / checkpoints with the same input config (one with --wise-ft)")
+    p.add_argument("--wise-ft", type=float, default=None, metavar="ALPHA",
+                   help="first interpolate each model's weights with the untuned Cydral start it was fine-tuned from: "
+                        "(1 - ALPHA) * start + ALPHA * model (WiSE-FT; cydral_resnet10 models with a softmax head)")
     p.add_argument("--output", required=True, help="directory for model.safetensors, config.json and model.onnx")
     p.add_argument("--tta-flip", choices=["keep", "on", "off"], default="keep",
                    help="flip test-time augmentation of the ensemble")
@@ -31,15 +34,34 @@ def main(argv: list[str]) -> int:
     from faceage.models.age_model import load_model
     from faceage.models.ensemble import build_ensemble
 
-    try:
-        flip = None if args.tta_flip == "keep" else args.tta_flip == "on"
-        rounding = None if args.round_ages == "keep" else args.round_ages == "on"
-        ensemble = build_ensemble(args.models, tta_flip=flip, round_ages=rounding)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = ensemble.save_pretrained(args.output, extra={"members_from": [str(m) for m in args.models]}, dtype="float16" if args.float16 else "float32")
-    print(f"wrote {out} ({len(ensemble.members)} members; outputs {', '.join(ensemble.output_names)})")
+    import tempfile
+
+    dtype = "float16" if args.float16 else "float32"
+    extra: dict = {"members_from": [str(m) for m in args.models]}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            flip = None if args.tta_flip == "keep" else args.tta_flip == "on"
+            rounding = None if args.round_ages == "keep" else args.round_ages == "on"
+            sources = list(args.models)
+            if args.wise_ft is not None:
+                from faceage.models.soup import wise_ft
+
+                sources = [str(wise_ft(load_model(m), args.wise_ft).save_pretrained(Path(tmp) / str(i))) for i, m in enumerate(args.models)]
+            if len(sources) == 1:
+                ensemble = load_model(sources[0])
+                extra = {"training": {"from": str(args.models[0])}}
+                if flip is not None or rounding is not None:
+                    ensemble.config.update({k: v for k, v in (("tta_flip", flip), ("round_ages", rounding)) if v is not None})
+            else:
+                ensemble = build_ensemble(sources, tta_flip=flip, round_ages=rounding)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.wise_ft is not None:
+            extra.setdefault("training", {})["wise_ft"] = {"alpha": args.wise_ft, "start": "the untuned Cydral age and gender networks, age classifier as the head"}
+        out = ensemble.save_pretrained(args.output, extra=extra, dtype=dtype)
+    members = len(getattr(ensemble, "members", [ensemble]))
+    print(f"wrote {out} ({members} member{'s' if members > 1 else ''}; outputs {', '.join(getattr(ensemble, 'output_names', ['age']))})")
     if args.no_onnx:
         return 0
     saved = load_or_report(load_model, str(out))  # the saved weights (float16 with --float16) are what gets exported

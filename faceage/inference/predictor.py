@@ -3,7 +3,7 @@ preprocess from the model's own input config, run the engine, decode age, 90% in
 The interval is the model's calibrated one when its config holds a calibration (``faceage calibrate``,
 :mod:`faceage.inference.calibration`), else the raw distribution's central interval.
 
-    >>> predictor = Predictor()                       # bundled model, PyTorch engine
+    >>> predictor = Predictor()                       # bundled model, ONNX Runtime (as `faceage predict`)
     >>> faces = predictor.predict("photo.jpg")        # list[FaceResult]
     >>> faces[0].age, faces[0].interval, faces[0].gender
     >>> faces[0].p_over(18)                           # P(age >= 18) from the age distribution
@@ -142,8 +142,8 @@ class Predictor:
     Args:
         model: model directory, ``.ckpt``, an ``AgeModel`` / ``AgeEnsemble``, or ``None`` for the bundled default model.
         engine: ``"torch"``, ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch) or
-            ``"auto"``: ONNX Runtime when the model directory has ``model.onnx``, else torch
-            (:func:`faceage.inference.engines.resolve_engine`; the default of ``faceage predict``).
+            ``"auto"`` (default, as in ``faceage predict``, so both give the same answer for a face): ONNX Runtime when
+            the model directory has ``model.onnx``, else torch (:func:`faceage.inference.engines.resolve_engine`).
         detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
         detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
             (dlib's HOG or MMOD).
@@ -162,7 +162,7 @@ class Predictor:
         calibrated: use the model's calibration when it has one (``False``: the raw distribution's interval).
     """
 
-    def __init__(self, model=None, engine: str = "torch", detect: bool = True, detector: str = DEFAULT_DETECTOR, batch_size: int = 64,
+    def __init__(self, model=None, engine: str = "auto", detect: bool = True, detector: str = DEFAULT_DETECTOR, batch_size: int = 64,
                  workers: int | None = None, threads: int | None = None, round_ages: bool | None = None,
                  device: str = "cpu", level: float | None = None, calibrated: bool = True, thorough: bool = False) -> None:
         from faceage.inference.engines import resolve_engine

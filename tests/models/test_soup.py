@@ -41,3 +41,18 @@ def test_interpolation_ends_and_middle(start):
 def test_start_exists_for_cydral_only():
     with pytest.raises(ValueError, match="cydral_resnet10 only"):
         start_model({**START_CONFIG, "backbone": "resnet18"})
+
+
+def test_ensemble_command_writes_a_wise_ft_model(start, tmp_path, capsys):
+    from faceage.cli import main
+    from faceage.models.age_model import load_model
+
+    tuned = start_model()
+    with torch.no_grad():
+        tuned.head.fc.bias.add_(2.0)
+    source = tuned.save_pretrained(tmp_path / "tuned")
+    assert main(["ensemble", str(source), "--wise-ft", "0.5", "--output", str(tmp_path / "wise"), "--no-onnx"]) == 0
+    assert "1 member;" in capsys.readouterr().out
+    mixed = load_model(tmp_path / "wise")
+    assert torch.allclose(mixed.head.fc.bias, start.head.fc.bias + 1.0, atol=1e-5)
+    assert mixed.config["backbone"] == "cydral_resnet10"
