@@ -55,6 +55,7 @@ def _amount(n: int) -> str:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has an image extension (:data:`IMAGE_EXTENSIONS`, case-insensitive)."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 

@@ -26,6 +26,7 @@ class VideoLoadError(Exception):
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has a video extension (:data:`VIDEO_EXTENSIONS`, case-insensitive)."""
     return str(path).lower().endswith(VIDEO_EXTENSIONS)
 
 

@@ -17,6 +17,7 @@ def _num(value: Any, fmt: str = ".2f") -> str:
 
 
 def ci_text(ci: Sequence[float], fmt: str = ".2f") -> str:
+    """A confidence interval as ``low–high`` (``–`` when there is none)."""
     return "–" if ci is None or math.isnan(ci[0]) else f"{ci[0]:{fmt}}–{ci[1]:{fmt}}"
 
 
@@ -100,6 +101,7 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
 
 
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The report's headline figures, one line each (what ``faceage report`` prints)."""
     o = report["overall"]
     lines = [
         f"Source: {report['source']}",
@@ -123,6 +125,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def assurance_lines(assurance: Mapping[str, Any] | None) -> list[str]:
+    """The age-assurance figures (interval coverage, over-N error rates), one line each; none without them."""
     if not assurance:
         return []
     acc = ", ".join(f"Acc({k.split('@')[1]}) {v:.3f}" for k, v in assurance["acc"].items())
@@ -142,6 +145,7 @@ def assurance_lines(assurance: Mapping[str, Any] | None) -> list[str]:
 
 
 def flag_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per group whose error the report flags, with its confidence interval."""
     lines = [f"{r['section']}: {r['group']} — MAE {r['mae']:.2f} (CI {ci_text(r['mae_ci'])}, n={r['n']})" for r in report["flagged"]]
     if report.get("gender"):
         for section in ("by race", "by age band"):

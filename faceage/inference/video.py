@@ -86,6 +86,8 @@ class Track:
 
 @dataclass
 class VideoFrame:
+    """One sampled frame of a video: its index, time, faces and the track of each face."""
+
     index: int
     time_s: float
     faces: list[FaceResult]

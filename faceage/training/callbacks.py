@@ -182,6 +182,8 @@ def _destroy_process_group() -> None:
 
 
 def default_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Callback]:
+    """The callbacks every faceage trainer gets: safe checkpoint reads, the best and last checkpoints, the best
+    model exported, exact resume, and early stopping on validation MAE after ``patience`` epochs (0: none)."""
     callbacks: list[L.Callback] = [
         UseSafeCheckpointIO(),
         ModelCheckpoint(monitor="val/mae", mode="min", filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),

@@ -90,6 +90,9 @@ def _allowed(keys: list[str], name: str) -> str:
 
 
 class FaceAgeCLI(LightningCLI):
+    """The LightningCLI of ``faceage fit|validate|test``: one-line config errors, checkpoint hyper-parameters merged
+    on resume, and faceage's callbacks and options."""
+
     def parse_arguments(self, parser, args) -> None:
         """Parses the arguments (a bad one: one-line :class:`ConfigError`), then merges a ``--ckpt_path``
         checkpoint's hyper-parameters into the config (:meth:`_merge_checkpoint_hparams`).
