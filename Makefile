@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create/update .venv first.
+# `make docs` serves the documentation site (mkdocs.yml) on http://127.0.0.1:8000.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/utkface
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --data $(DATA)
 
+# the suite includes the strict build of the documentation site and the docstring check (tests/docs/)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -x --durations=15
 
@@ -30,5 +32,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -m "not slow" --durations=15
 
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) runs demo_output
+	rm -rf $(VENV) runs demo_output site
