@@ -1,4 +1,4 @@
-"""``faceage compare --pairs`` against predicting the pairs' distinct faces (issue 13: at most 2x).
+"""``faceage compare --pairs`` against predicting the pairs' distinct faces (the target: at most 2x the time).
 
 Draws ``--pairs`` random pairs (seeded) of distinct faces from one split of the saved UTKFace split, writes them as a
 pairs CSV (absolute paths) and a folder of links to the split's chips, then times, in fresh subprocesses (whole

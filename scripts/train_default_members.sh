@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the bundled model's members (configs/default.yaml, seeds 0 1 2 by default) one after the other, in the
-# background-friendly way: each run resumes from its newest last.ckpt when one exists, so a run killed by the end of a
-# working session (or anything else) continues where it stopped when this script is started again.
+# background-friendly way: each run resumes from its newest last.ckpt when one exists, so a killed run continues
+# where it stopped when this script is started again.
 #   nohup scripts/train_default_members.sh [RUNS_DIR] [SEED ...] > members.log 2>&1 &
 # then: scripts/bundle_model.py build RUNS_DIR/default_s{0,1,2}/lightning_logs/version_*/model ... (see its docstring)
 set -euo pipefail
