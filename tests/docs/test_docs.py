@@ -110,8 +110,8 @@ SESSION_TALK = re.compile(r"\b(?:(?:first|second|third|fourth|fifth|sixth|this|n
 
 
 def test_no_text_speaks_of_working_sessions():
-    """Code, comments, docs, configs and benchmark records describe the product; when something was measured is
-    the record's date, not a session. (pytest's and ONNX Runtime's sessions are code, not talk.)"""
+    """Code, comments, docs, configs and benchmark records describe the product, not the work that made it; when
+    something was measured is the record's date. (pytest's and ONNX Runtime's sessions are code, not talk.)"""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                             text=True, check=False)
     if listed.returncode != 0:
