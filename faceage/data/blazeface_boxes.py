@@ -24,9 +24,8 @@ BLAZE_TO_HOG = (0.955, -0.017)
 # Landmarks -> HOG's box: side 1.016 of the landmarks' span, centre (0.004, -0.080) spans off theirs (medians over
 # 147 HOG faces of 40 benchmark photos).
 LANDMARKS_TO_HOG = (1.016, 0.0043, -0.0796)
-# A face wider than BLAZE_CLOSE_UP of the image's short side is a close-up, fitted from HOG's own box; where HOG finds
-# none, refitted BLAZE_REFITS times. On 400 test chips: age MAE 4.73 (HOG's own 4.71; 3 refits alone 4.85, none 5.30;
-# python -m benchmarks.studies.detectors_check --chips 400).
+# A face wider than BLAZE_CLOSE_UP of the short side is fitted from HOG's own box, else refitted BLAZE_REFITS times:
+# MAE 4.73 on 400 test chips, HOG's own 4.71, the mapped box 5.30 (benchmarks/studies/detectors_check.py --chips 400).
 BLAZE_CLOSE_UP = 0.4
 BLAZE_REFITS = 3
 # HOG searches for the close-up's box on the box plus its side around it, shrunk to at most this many pixels, and
@@ -36,10 +35,8 @@ BLAZE_HOG_IOU = 0.3
 # On images of at most this many pixels HOG looks first (~3 ms on a 200-px chip, where BlazeFace costs ~8 ms on any
 # image): on 2,000 utkface/ chips `faceage predict` took 12.1 s, against 32.8 s with BlazeFace alone.
 HOG_FIRST_PIXELS = 320 * 320
-# BlazeFace hits from BLAZE_MIN_SCORE (MediaPipe's default is 0.5) are kept; under BLAZE_VERIFY_BELOW only when the
-# chip check confirms them: of 298 faces and 139 false hits scoring 0.4-0.85, it kept 295 faces and 1 false hit.
-# The second looks (corner tiles where the whole image gave no face, the padded retry) check every hit: they search
-# where no face was seen, and on 1,200 face-free crops that halved the false faces (4 -> 2).
+# Hits from BLAZE_MIN_SCORE (MediaPipe's: 0.5) are kept, under BLAZE_VERIFY_BELOW or in a second look (tiles, padded
+# retry) when the chip check confirms them: 295 of 298 faces, 1 of 139 false hits at 0.4-0.85 (RESULTS.md).
 BLAZE_MIN_SCORE = 0.4
 BLAZE_VERIFY_BELOW = 0.9
 # Weaker hits, from BLAZE_WEAK_SCORE, are kept when their chip scores hog.WEAK_CHIP_THRESHOLD: 38 of 45 such faces

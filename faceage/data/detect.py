@@ -69,9 +69,8 @@ PAD_RETRY = 0.25
 # ...on a copy whose short side is at most this (one pass, no fine one): ~15 ms instead of 185 ms on a face-free
 # 640x480 photo.
 PAD_RETRY_SIDE = 400
-# Two detections are one face when both eyes of one lie within DUPLICATE_EYES inter-ocular distances of the other's,
-# or their boxes share DUPLICATE_COVER of the smaller one: BlazeFace boxed a part of the face too on 1,420 of the
-# 18,977 utkface/ chips, one face each after this.
+# Two detections are one face when the eyes of one lie within DUPLICATE_EYES eye distances of the other's, or their
+# boxes share DUPLICATE_COVER of the smaller: one face each on the 1,420 utkface/ chips BlazeFace boxed twice.
 DUPLICATE_EYES = 0.25
 DUPLICATE_COVER = 0.5
 
@@ -315,8 +314,8 @@ class FaceDetector:
 
     def _align(self, arr: np.ndarray, rect: dlib.rectangle, score: float,
                shape: dlib.full_object_detection | None = None, hog_box: bool = True) -> Face:
-        """The face in ``rect``: landmarks (``shape`` when already fitted in this box) and the aligned chip; ``hog_box``:
-        ``rect`` is HOG's own box (else a BlazeFace close-up asks HOG for one first)."""
+        """The face in ``rect``: landmarks (``shape`` when already fitted in this box) and the aligned chip;
+        ``hog_box``: ``rect`` is HOG's own box (else a BlazeFace close-up asks HOG for one first)."""
         if not hog_box and rect.width() > BLAZE_CLOSE_UP * min(arr.shape[:2]):  # see BLAZE_CLOSE_UP
             rect, shape = self._close_up(arr, rect)
         elif shape is None:
