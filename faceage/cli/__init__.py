@@ -27,6 +27,7 @@ commands:
   describe   what a dataset (or two, or the splits of one) holds: ages by band, gender, race, sizes -> table + PNG
   compare    which of two faces is older (pair models or the age-difference comparator)
   kfold      fit + test every fold (k-fold / subject-exclusive) and report mean +/- std
+  crossdata  train on each dataset, test on every dataset: MAE matrix as JSON, table and heatmap
   tune       hyper-parameter search with Ray Tune (ASHA)
   report     bias and sensitivity report (HTML + markdown)
   explain    Grad-CAM heatmap of the age output
@@ -41,8 +42,9 @@ COMMANDS = {
     "predict": "faceage.cli.predict", "verify": "faceage.cli.verify", "calibrate": "faceage.cli.calibrate",
     "export": "faceage.cli.export", "ensemble": "faceage.cli.ensemble", "prepare": "faceage.cli.prepare",
     "models": "faceage.cli.models", "describe": "faceage.cli.describe", "compare": "faceage.cli.compare",
-    "kfold": "faceage.cli.kfold", "tune": "faceage.cli.tune", "report": "faceage.cli.report",
-    "explain": "faceage.cli.explain", "serve": "faceage.cli.serve", "push": "faceage.cli.push",
+    "kfold": "faceage.cli.kfold", "crossdata": "faceage.cli.crossdata", "tune": "faceage.cli.tune",
+    "report": "faceage.cli.report", "explain": "faceage.cli.explain", "serve": "faceage.cli.serve",
+    "push": "faceage.cli.push",
 }
 
 

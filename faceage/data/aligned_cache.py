@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import re
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +34,6 @@ from faceage._io import atomic_target, write_text_atomic
 from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.records import FaceRecord
 
-
 ALIGN_MODES = ("auto", "always", "never")
 FORMAT = 1  # bump when the chip a photo gives changes for the same settings
 CHIP_MAX_SIDE = 256  # square images up to this side count as chips (UTKFace's and the shared AAF's are 200 px)
@@ -46,6 +44,8 @@ JPEG_QUALITY = 95
 # dlib's HOG box for a face whose 68 landmarks span ``s`` pixels: side 1.016 s, centre (0.004 s, -0.080 s) off the
 # landmarks' bounding-box centre (faceage.data.detect LANDMARKS_TO_HOG, medians over 147 faces)
 POINTS_TO_BOX = (1.016, 0.0043, -0.0796)
+# worker processes only for this many photos or more: each one starts in ~2 s and loads dlib's models (~100 MB)
+MIN_POOL_JOBS = 64
 MAX_LISTED = 20  # dropped photos named in the summary (all of them go to the report's ``dropped``)
 
 
@@ -86,9 +86,9 @@ class AlignReport:
         """One line of totals, then the dropped photos by problem, each named (the first :data:`MAX_LISTED`)."""
         if not self.aligned:
             return f"{self.source}: images used as they are ({self.reason})"
-        lines = [f"{self.source}: {self.n_ok} faces aligned ({self.reason}): {self.n_detected} detected now, "
-                 f"{self.n_from_points} from landmark files, {self.n_cached} cached in {self.folder}; "
-                 f"{len(self.dropped)} photos dropped"]
+        lines = [(f"{self.source}: {self.n_ok} faces aligned ({self.reason}): {self.n_detected} detected now, "
+                  f"{self.n_from_points} from landmark files, {self.n_cached} cached in {self.folder}; "
+                  f"{len(self.dropped)} photos dropped")]
         by_problem: dict[str, list[str]] = {}
         for name, problem in self.dropped.items():
             by_problem.setdefault(problem, []).append(name)
@@ -280,7 +280,7 @@ def _choose_face(image, points: np.ndarray | None, settings: AlignSettings):
 
 def _run(jobs: list[_Job], workers: int):
     """Outcomes in job order, from ``workers`` processes (dlib holds the GIL: threads would not run in parallel)."""
-    if workers <= 1 or len(jobs) < 8:
+    if workers <= 1 or len(jobs) < MIN_POOL_JOBS:
         yield from (_align_one(j) for j in jobs)
         return
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/OpenMP threads exist in the parent

@@ -9,7 +9,14 @@ LOSO, All-Age-Faces 3-fold: the published protocols of those datasets).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+import yaml
+
+# tests run in float32 whatever the recipe trains in: bfloat16's 8-bit mantissa moves a predicted age by up to
+# 0.25 year (ages 32-64), enough to change its whole-year rounding
+FULL_PRECISION = ["--trainer.precision", "32-true"]
 
 
 def _latest_run(root: Path) -> Path:
@@ -17,6 +24,59 @@ def _latest_run(root: Path) -> Path:
     if not runs:
         raise FileNotFoundError(f"{root}: no run was written")
     return runs[-1]
+
+
+def recipe_section(config: str | Path, overrides: list[str], section: str) -> dict:
+    """One top-level section (``data``, ``model``, ...) of a recipe with the ``--section.key value`` (or
+    ``--section.key=value``) overrides applied, values parsed as YAML, as LightningCLI would read them; a pair recipe's
+    ``class_path`` / ``init_args`` form is unwrapped."""
+    recipe = yaml.safe_load(Path(config).read_text()) or {}
+    node = recipe.get(section) or {}
+    if isinstance(node, dict) and "init_args" in node:
+        node = node["init_args"] or {}
+    node = json.loads(json.dumps(node))  # a private copy
+    items = list(overrides)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        key, value = (arg.split("=", 1) + [None])[:2] if "=" in arg else (arg, None)
+        if value is None and i + 1 < len(items) and not items[i + 1].startswith("--"):
+            value, i = items[i + 1], i + 1
+        i += 1
+        prefix = f"--{section}."
+        if value is None or not key.startswith(prefix):
+            continue
+        path = key[len(prefix):].split(".")
+        if path[0] == "init_args":
+            path = path[1:]
+        target = node
+        for part in path[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[path[-1]] = yaml.safe_load(value)
+    return node
+
+
+def recipe_folds(config: str | Path, overrides: list[str], default: int = 5) -> int:
+    """The recipe's ``data.split.n_folds`` (after the overrides), or ``default`` when it asks for no folds."""
+    n = (recipe_section(config, overrides, "data").get("split") or {}).get("n_folds") or 0
+    return int(n) if n else default
+
+
+def count_subjects(config: str | Path, overrides: list[str]) -> int:
+    """Leave-one-subject-out folds of the recipe's dataset: its subjects, once its photos are read (and aligned: the
+    aligned chips are cached for the folds' runs)."""
+    from faceage.data.datamodule import AgeDataModule, SplitConfig
+    from faceage.data.splits import leave_one_subject_out
+    from faceage.data.transforms import AugmentConfig
+
+    data = recipe_section(config, overrides, "data")
+    split = SplitConfig(**{**(data.pop("split", None) or {}), "n_folds": 0})
+    augment = AugmentConfig(**(data.pop("augment", None) or {}))
+    module = AgeDataModule(split=split, augment=augment, **data)
+    module.prepare_records()
+    return len(leave_one_subject_out(module.records))
 
 
 def run_fold(config: str, fold: int, n_folds: int, out: Path, overrides: list[str]) -> dict:
@@ -30,34 +90,42 @@ def run_fold(config: str, fold: int, n_folds: int, out: Path, overrides: list[st
     best = sorted((run / "checkpoints").glob("best-*.ckpt")) or [run / "checkpoints" / "last.ckpt"]
     test_root = out / f"fold_{fold}_test"
     run_cli(["test", *fold_args, "--data.split_file", str(run / "split.json"), "--ckpt_path", str(best[-1]),
-             "--trainer.default_root_dir", str(test_root)])
+             *FULL_PRECISION, "--trainer.default_root_dir", str(test_root)])
     return json.loads((_latest_run(test_root) / "test" / "test_results.json").read_text())
 
 
 def run_kfold(config: str, n_folds: int, out: str | Path, overrides: list[str], folds: list[int] | None = None) -> dict:
-    """Fits and tests the ``folds`` (default: all ``n_folds``) and writes ``OUT/kfold_results.json``.
+    """Fits and tests the ``folds`` (default: all ``n_folds``; with ``n_folds=-1``, one per subject) and writes
+    ``OUT/kfold_results.json``.
 
     Args:
         config: the ``faceage fit`` config of every fold.
-        n_folds: number of folds; ``-1``: leave one subject out (then ``folds`` must be given).
+        n_folds: number of folds; ``-1``: leave one subject out.
         out: output folder (``fold_K/``, ``fold_K_test/``, ``kfold_results.json``).
         overrides: extra ``--key value`` arguments for every fold's fit and test.
         folds: the folds to run.
 
     Returns:
-        ``{"folds", "per_fold", "summary"}`` (:func:`faceage.evaluation.metrics.summarize_folds`).
-
-    Raises:
-        ValueError: leave-one-subject-out without ``folds``.
+        ``{"folds", "per_fold", "summary", "pooled", "wall_seconds"}``: ``summary`` is the mean ± std over folds
+        (:func:`faceage.evaluation.metrics.summarize_folds`), ``pooled`` the MAE over every test face of the folds
+        together (leave-one-subject-out's usual figure), ``wall_seconds`` each fold's and the total.
     """
     from faceage.evaluation.metrics import save_json, summarize_folds
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if n_folds < 0 and folds is None:
-        raise ValueError("leave-one-subject-out has one fold per subject: name the folds to run with --only")
-    folds = list(folds) if folds is not None else list(range(n_folds))
-    results = [run_fold(config, k, n_folds, out, overrides) for k in folds]
-    summary = {"folds": folds, "per_fold": [r["overall"] for r in results], "summary": summarize_folds(results)}
+    start = time.perf_counter()
+    if folds is None:
+        folds = list(range(count_subjects(config, overrides) if n_folds < 0 else n_folds))
+    results, walls = [], []
+    for k in folds:
+        t = time.perf_counter()
+        results.append(run_fold(config, k, n_folds, out, overrides))
+        walls.append(round(time.perf_counter() - t, 1))
+    per_fold = [r["overall"] for r in results]
+    n = sum(f["n"] for f in per_fold)
+    pooled = {"mae": sum(f["mae"] * f["n"] for f in per_fold) / n if n else None, "n": n}
+    summary = {"folds": folds, "per_fold": per_fold, "summary": summarize_folds(results), "pooled": pooled,
+               "wall_seconds": {"per_fold": walls, "total": round(time.perf_counter() - start, 1)}}
     save_json(summary, out / "kfold_results.json")
     return summary

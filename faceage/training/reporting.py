@@ -15,6 +15,8 @@ def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None
     trainer = module.trainer
     out = Path(log_dir or ".") / "test"
     out.mkdir(parents=True, exist_ok=True)
+    # under bf16 mixed precision the outputs are bfloat16, which NumPy has no type for
+    rows = {k: v.float() if v.is_floating_point() else v for k, v in rows.items()}
     pred, true = rows["pred"].numpy(), rows["age"].numpy()
     gender = rows["gender"].numpy()
     race = rows["race"].numpy()

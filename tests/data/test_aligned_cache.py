@@ -19,8 +19,8 @@ from faceage.data.aligned_cache import (
     read_points,
 )
 from faceage.data.detect import FaceDetector
-from faceage.data.records import FaceRecord
 from faceage.data.readers import read_dataset
+from faceage.data.records import FaceRecord
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -101,7 +101,7 @@ def test_points_files_found_without_case_and_read(fgnet_like, tmp_path):
     assert find_points(fgnet_like / "images" / "002A05.JPG") is None
     points = read_points(found)
     assert points.shape == (68, 2)
-    left, top, right, bottom = points_box(points, 420, 320)
+    left, _, right, _ = points_box(points, 420, 320)
     assert right - left == pytest.approx(1.016 * np.ptp(points, axis=0).max(), abs=2)  # square, dlib's box size
     (tmp_path / "bad.pts").write_text("version: 1\n{\n12 oops\n}\n")
     with pytest.raises(ValueError, match="bad.pts"):

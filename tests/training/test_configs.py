@@ -1,5 +1,6 @@
-"""Every shipped recipe (``configs/*.yaml``) parses with LightningCLI and builds its model (no training, no hub
-download), and runs one ``fast_dev_run`` step of ``faceage fit`` on generated faces with its data keys overridden."""
+"""Every shipped recipe (``configs/*.yaml`` and the seeds' ``configs/seeds/*.yaml``) parses with LightningCLI and
+builds its model (no training, no hub download), and runs one ``fast_dev_run`` step of ``faceage fit`` on generated
+faces with its data keys overridden."""
 
 import importlib.util
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + sorted((CONFIG_DIR / "seeds").glob("*.yaml"))
 
 
 def _needs_age_model(recipe: dict) -> bool:
@@ -53,7 +55,7 @@ def _tiny_run_overrides(config: Path, faces: Path) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_recipe_parses_and_builds(config, tmp_path, tiny_model_dir):
     import lightning as L
     from lightning.pytorch.cli import LightningCLI  # noqa: F401  (import cost paid once here)
@@ -67,7 +69,7 @@ def test_recipe_parses_and_builds(config, tmp_path, tiny_model_dir):
     assert cli.model is not None and cli.datamodule is not None
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_recipe_fast_dev_run(config, tmp_path, utkface_tree, tiny_model_dir, one_torch_thread):
     from faceage.cli import main
 
