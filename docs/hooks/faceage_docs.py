@@ -61,6 +61,8 @@ def command_help(command: str) -> str:
                 _run(command, ["--help"])
             except SystemExit:
                 pass
+            except Exception as e:  # noqa: BLE001 - e.g. a missing extra: the reference would be incomplete
+                log.warning("faceage %s --help failed: %r", command, e)
     finally:
         sys.argv = old_argv
         if old_columns is None:
