@@ -62,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="interval coverage(s) to fit (default 0.9)")
     p.add_argument("--base-level", default="auto",
                    help="level of the raw interval that is conformalized: a number, or auto (default: the narrowest by cross-fitting)")
-    p.add_argument("--scale", choices=["none", "std"], default="std",
-                   help="std (default): conformal scores divided by the age distribution's spread, so intervals widen where "
-                        "the model is unsure (e.g. on faces unlike its training faces); none: the same offset for every face of a band")
+    p.add_argument("--scale", choices=["none", "std"], default="none",
+                   help="none (default): one offset for every face of a predicted-age band; std: conformal scores divided by "
+                        "the age distribution's spread, so intervals widen where the model is unsure (no better coverage on "
+                        "unseen datasets for the bundled model: benchmarks/calibration_transfer_v3.json)")
     p.add_argument("--over", type=int, nargs="+", default=[18], help="ages N to fit over-N policies for (default 18)")
     p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
                    help="largest share of people aged N-5..N-1 that may pass (default 0.01)")
