@@ -168,13 +168,24 @@ def _pts_index(folder: str) -> dict[str, str]:
         return {}
 
 
+@lru_cache(maxsize=64)
+def _points_folders(folder: str) -> tuple[str, ...]:
+    """``folder`` and its sub-folders named ``points`` in any case."""
+    try:
+        subs = [os.path.join(folder, n) for n in os.listdir(folder) if n.lower() == "points"]
+    except OSError:
+        subs = []
+    return (folder, *[s for s in subs if os.path.isdir(s)])
+
+
 def find_points(image: str | os.PathLike) -> str | None:
     """The landmark file of an image: ``<stem>.pts`` beside it, in ``points/`` beside it, or in ``../points/``
-    (FG-NET's layout: ``images/001A02.JPG`` with ``points/001a02.pts``), matched without regard to case."""
+    (FG-NET's layout: ``images/001A02.JPG`` with ``points/001a02.pts``), names matched without regard to case."""
     path = Path(image)
     stem = path.stem.lower()
-    for folder in (path.parent, path.parent / "points", path.parent.parent / "points"):
-        found = _pts_index(str(folder)).get(stem)
+    here, parent = _points_folders(str(path.parent)), _points_folders(str(path.parent.parent))[1:]
+    for folder in (*here, *parent):
+        found = _pts_index(folder).get(stem)
         if found:
             return found
     return None

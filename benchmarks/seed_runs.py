@@ -1,0 +1,71 @@
+"""The seeds' experiments on real data: runs a ``faceage kfold`` (or ``crossdata``) command as a user would, times it,
+and writes ``benchmarks/<name>.json`` with the command, the wall time, the machine and the figures beside the seed's.
+
+    python -m benchmarks.seed_runs seeds_aaf_3fold --seed-figure 5.517 -- \
+        faceage kfold --config configs/seeds/004_aaf_mean_variance.yaml --output runs/seeds/004_aaf
+
+A run already made is recorded without running it again: ``--results DIR/kfold_results.json --wall-seconds S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, machine_info, write_json
+
+
+def _output_dir(command: list[str]) -> Path | None:
+    return Path(command[command.index("--output") + 1]) if "--output" in command else None
+
+
+def summarise(results: dict) -> dict:
+    """The figures worth a table row from ``kfold_results.json`` or ``crossdata.json``."""
+    if "summary" in results:  # kfold
+        s = results["summary"]
+        return {"mae_mean": s["mae"]["mean"], "mae_std": s["mae"]["std"], "cs5_mean": s["cs@5"]["mean"],
+                "mae_per_fold": [f["mae"] for f in results["per_fold"]], "n_per_fold": [f["n"] for f in results["per_fold"]],
+                "mae_pooled": results.get("pooled", {}).get("mae")}
+    return {"trained_on": results["trained_on"], "tested_on": results["tested_on"], "mae": results["mae"], "n": results["n"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="benchmarks/<name>.json")
+    p.add_argument("--seed-figure", type=float, default=None, help="the seed's own figure for this experiment")
+    p.add_argument("--note", default="", help="what else a reader needs (data, machine load)")
+    p.add_argument("--results", type=Path, default=None, help="record this finished run's results instead of running")
+    p.add_argument("--wall-seconds", type=float, default=None, help="the finished run's wall time")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- faceage kfold|crossdata ...")
+    args = p.parse_args(argv)
+    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else list(args.command)
+    if not command:
+        p.error("give the command after --")
+    wall = args.wall_seconds
+    results_path = args.results
+    if results_path is None:
+        start = time.perf_counter()
+        code = subprocess.call(command, cwd=REPO)
+        wall = time.perf_counter() - start
+        if code != 0:
+            print(f"{shlex.join(command)}: exit status {code}", file=sys.stderr)
+            return code
+        out = _output_dir(command)
+        name = "kfold_results.json" if command[1:2] == ["kfold"] else "crossdata.json"
+        results_path = (REPO / out / name) if out is not None and not out.is_absolute() else (out / name if out else None)
+    results = json.loads(Path(results_path).read_text())
+    record = {"command": shlex.join(command), "wall_seconds": round(wall, 1) if wall is not None else None,
+              "seed_figure": args.seed_figure, **summarise(results), "note": args.note,
+              "machine": machine_info(("torch", "lightning", "dlib")), "results": results}
+    path = write_json(record, REPO / "benchmarks" / f"{args.name}.json")
+    print(f"{path}: {json.dumps(summarise(results))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
