@@ -1,7 +1,9 @@
 """The ``faceage`` command: the entry point, its usage text and the table of commands (one module each here).
 
 Each command's module is imported only when that command is chosen, so that ``faceage predict --engine onnx``
-starts without PyTorch; ``fit|validate|test`` run the LightningCLI of :mod:`faceage.training.lightning_cli`.
+starts without PyTorch; ``fit|validate|test`` run the LightningCLI of :mod:`faceage.training.lightning_cli`. Every
+command runs under :func:`faceage.cli._common.run_guarded`: SIGINT / SIGTERM stop it within about 2 s with one
+``interrupted:`` line (exit status 130 / 143), and no traceback reaches the user.
 
 May import: everything (the top layer); nothing in the library imports it.
 """
@@ -60,16 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faceage {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    try:
-        return _run(command, rest)
-    except ModuleNotFoundError as e:  # an optional package (extra) is not installed: say which to install
-        from faceage._extras import missing_extra_message
+    from faceage.cli._common import run_guarded
 
-        message = missing_extra_message(e, command)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+    def run() -> int:
+        try:
+            return _run(command, rest)
+        except ModuleNotFoundError as e:  # an optional package (extra) is not installed: say which to install
+            from faceage._extras import missing_extra_message
+
+            message = missing_extra_message(e, command)
+            if message is None:
+                raise
+            print(message, file=sys.stderr)
+            return 2
+
+    # Ctrl-C / SIGTERM, errors and the closing of worker pools are handled the same way for every command
+    return run_guarded(command, run)
 
 
 def _run(command: str, rest: list[str]) -> int:

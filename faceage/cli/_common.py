@@ -1,14 +1,98 @@
-"""Pieces shared by the ``faceage`` commands: run options, exit-status text, model loading with one error line, and
-the streaming loop that writes one unit of rows per input file."""
+"""Pieces shared by the ``faceage`` commands: how every command ends (:func:`run_guarded`: Ctrl-C / SIGTERM, errors,
+resources closed in order), run options, exit-status text, model loading with one error line, and the streaming loop
+that writes one unit of rows per input file."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from faceage import _signals
 from faceage.data.detectors import DEFAULT_DETECTOR, DETECTORS
+
+TRACEBACK_ENV = "FACEAGE_TRACEBACK"  # =1: an unexpected error shows its traceback (for bug reports)
+_resources: list = []  # objects with close() to shut down when the command ends (worker pools first)
+
+
+def close_at_exit(resource):
+    """Registers ``resource.close()`` to run when the command ends, whatever the ending; returns ``resource``."""
+    if resource is not None and hasattr(resource, "close"):
+        _resources.append(resource)
+    return resource
+
+
+def set_interrupt_note(note: Callable[[], str] | str | None) -> None:
+    """What the ``interrupted:`` line says was done and how to go on (text, or a function called at the stop)."""
+    _signals.set_note(note)
+
+
+def _close_resources() -> None:
+    while _resources:
+        resource = _resources.pop()
+        with contextlib.suppress(Exception):  # closing must not hide how the command ended
+            resource.close()
+
+
+def run_guarded(command: str, run: Callable[[], int]) -> int:
+    """Runs a command's ``run() -> exit status`` so that it ends the same way everywhere.
+
+    * SIGINT / SIGTERM (:mod:`faceage._signals`) stop it within about 2 s: the registered resources are closed (worker
+      processes and threads gone), outputs are whole, and one line ``interrupted: WHAT WAS DONE; HOW TO GO ON`` is
+      printed; exit status 130 (SIGINT) or 143 (SIGTERM).
+    * An unexpected error prints one ``error:`` line (its traceback only with ``FACEAGE_TRACEBACK=1``); exit status 2.
+    * A closed stdout (``faceage predict ... | head``) ends quietly.
+    """
+    previous = _signals.install()
+    status: int | None = 2
+    try:
+        status = run()
+    except KeyboardInterrupt:
+        status = None
+    except SystemExit:
+        if _signals.received() is None:
+            _close_resources()
+            raise
+        status = None
+    except BrokenPipeError:
+        _quiet_stdout()
+        status = 1
+    except Exception as e:  # noqa: BLE001 - no traceback reaches a user: one line (an error while stopping is the stop)
+        if _signals.received() is None:
+            if os.environ.get(TRACEBACK_ENV) == "1":
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: faceage {command}: {type(e).__name__}: {' '.join(str(e).split())[:500]} "
+                  f"(set {TRACEBACK_ENV}=1 to see where)", file=sys.stderr)
+            status = 2
+    finally:
+        _close_resources()
+        _signals.uninstall(previous)
+        try:
+            sys.stdout.flush()  # here, not at exit: a reader that went away must not cost an "Exception ignored"
+        except (OSError, ValueError):
+            _quiet_stdout()
+    signum = _signals.received()
+    if signum is None and status is not None:
+        return status
+    signum = signum or 2  # a KeyboardInterrupt raised without our handler: as SIGINT
+    what = _signals.note() or f"faceage {command} stopped before the end; run it again"
+    try:
+        print(f"interrupted: {what}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    return 128 + signum
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe on stdout: further writes (and the flush at exit) go nowhere instead of failing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 EXIT_CODES = """exit status: 0 the run completed, also when some files had no face or could not be read (each gets an
 'error: FILE: problem' line on stderr); 1 with --strict when any file failed; 2 a failed run (bad arguments, model
@@ -56,9 +140,10 @@ def add_run_options(p: argparse.ArgumentParser, what: str = "files", resume: boo
 
 
 def load_or_report(factory, model, **kwargs):
-    """``factory(model, **kwargs)`` (a Predictor or comparer), or ``None`` after one clear ``error:`` line on stderr."""
+    """``factory(model, **kwargs)`` (a Predictor or comparer), or ``None`` after one clear ``error:`` line on stderr;
+    its ``close()`` (worker processes) runs when the command ends."""
     try:
-        return factory(model, **kwargs)
+        return close_at_exit(factory(model, **kwargs))
     except ModuleNotFoundError as e:
         from faceage._extras import missing_extra_message
 
@@ -92,7 +177,12 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
     later = [f for f in todo if is_special(f)]
     images = [f for f in todo if not is_special(f)]
     n_ok = n_failed = n_faces = 0
+    n_skipped = len(files) - len(todo)
+    where = "stdout" if out.stdout else str(args.output)
+    set_interrupt_note(lambda: f"{n_skipped + n_ok:,} of {len(files):,} files written to {where}"
+                               f"{'' if out.stdout else '; rerun with --resume'}")
     bar = progress_bar(len(todo), "face" if args.no_detect else "image", progress_wanted(args.progress, args.quiet), what)
+    results = None
     try:
         if run is None:
             results = predictor.predict_files(images)
@@ -108,9 +198,10 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
                 n_failed += 1
                 say(f"error: {escape_text(result.path)}: {result.error}")  # one visible line, whatever the name
                 continue
-            n_ok += 1
-            n_faces += len(result.faces)
-            out.write(rows_of(result))  # the file's rows as one unit: all written, or none
+            with _signals.held():  # a stop waits for the file's rows and its count: the note is then exact
+                out.write(rows_of(result))  # the file's rows as one unit: all written, or none
+                n_ok += 1
+                n_faces += len(result.faces)
             if after is not None:
                 after(result)
         for path in later:
@@ -120,18 +211,21 @@ def stream_files(args, predictor, files: list[str], out, rows_of, what: str, aft
                 n_failed += 1
                 say(f"error: {escape_text(path)}: {error}")
                 continue  # a broken video writes no row
-            n_ok += 1
-            n_faces += faces
-            out.write(rows)
+            with _signals.held():
+                out.write(rows)
+                n_ok += 1
+                n_faces += faces
         out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
         print(f"error: {args.output or 'stdout'}: cannot write the output ({e.strerror or e})", file=sys.stderr)
         return None
     finally:
+        if hasattr(results, "close"):
+            results.close()  # stops the image workers' queue before the output is closed
         bar.close()
         with contextlib.suppress(OSError):
-            out.close()  # no-op after a clean close
-    return n_ok, n_failed, n_faces, len(files) - len(todo)
+            out.close()  # no-op after a clean close; after a stop: the rows so far, whole (Parquet: a complete file)
+    return n_ok, n_failed, n_faces, n_skipped
 
 
 def export_graph(model, out: Path, fmt: str = "onnx", calibration: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from faceage.cli._common import add_engine_options, add_run_options, load_or_report
+from faceage import _signals
+from faceage.cli._common import add_engine_options, add_run_options, load_or_report, set_interrupt_note
 from faceage.data.images import ImageLoadError
 from faceage.inference.compare import FaceComparer, compare_pair_file
 
@@ -84,6 +85,10 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
                 todo.append(r)
         rows = todo
     n_ok = n_failed = 0
+    total = n_skipped + len(rows)
+    where = "stdout" if out.stdout else args.output
+    set_interrupt_note(lambda: f"{n_skipped + n_ok:,} of {total:,} pairs written to {where}"
+                               f"{'' if out.stdout else '; rerun with --resume'}")
     bar = progress_bar(len(rows), "pair", progress_wanted(args.progress, args.quiet), "compare")
     try:
         for result in compare_pair_file(comparer, args.pairs, args.root, rows=rows):
@@ -92,8 +97,9 @@ def _compare_file(comparer: FaceComparer, args: argparse.Namespace) -> int:
                 n_failed += 1
                 say(f"error: row {result.row}: {escape_text(result.error)}")
                 continue
-            n_ok += 1
-            out.write([{"left": result.left, "right": result.right, "p_left_older": result.p_left_older}])
+            with _signals.held():  # a stop waits for the row and its count
+                out.write([{"left": result.left, "right": result.right, "p_left_older": result.p_left_older}])
+                n_ok += 1
         out.close()  # the last rows, fsync (Parquet: footer + rename): its errors are output errors too
     except OSError as e:
         bar.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from faceage.cli._common import add_detector_option
+from faceage.cli._common import add_detector_option, set_interrupt_note
 
 
 def main(argv: list[str]) -> int:
@@ -19,15 +21,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if not Path(args.root).exists():
+        print(f"error: {args.root}: folder not found", file=sys.stderr)
+        return 2
     from faceage.data.detect import UTKFACE_PADDING
     from faceage.data.prepare import prepare_images
     from faceage.inference.predictor import expand_inputs
     from faceage.inference.progress import progress_bar, progress_wanted
 
     bar = None
+    counts = {"done": 0, "total": 0}
+    set_interrupt_note(lambda: f"{counts['done']:,} of {counts['total']:,} images done (chips in {args.output}); "
+                               "run the same command again to go on (the chips made are kept)")
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
+        counts.update(done=done, total=total)
         if bar is None:  # created on the first image: the cached chips count as done already
             bar = progress_bar(total, "image", progress_wanted(args.progress, args.quiet), "prepare")
         bar.update(done - bar.n)

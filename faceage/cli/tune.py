@@ -35,9 +35,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 when at least one trial reported the metric, 1 when none did, 2 for bad arguments."""
+    import os
+
     import yaml
 
     from faceage.training.tune import cell, plan_tune, run_tune, write_best_config
+
+    # Ctrl-C / SIGTERM stop the search at once through faceage's handler (Ray Tune's own SIGINT handler would let the
+    # trials run on to a final checkpoint and return as if the search had ended)
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
     parser = _parser()
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

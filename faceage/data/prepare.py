@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from faceage._io import atomic_target, write_text_atomic
+from faceage._signals import ignore_in_child
 from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.images import ImageLoadError, is_image_file, load_image
@@ -236,10 +237,10 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterable[_Outcome]:
         yield from (_process(j) for j in jobs)
         return
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/OpenMP threads exist in the parent
-    chunk = max(1, min(16, len(jobs) // (workers * 4)))
+    chunk = max(1, min(4, len(jobs) // (workers * 4)))  # small: a stop waits for the chunks already handed out
     done = 0
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=ignore_in_child) as pool:
             for outcome in pool.map(_process, jobs, chunksize=chunk):
                 done += 1
                 yield outcome
@@ -302,17 +303,18 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
             jobs.append((i, _Job(src, str(chip), settings)))
 
     total, done = len(sources), len(sources) - len(jobs)
-    for (i, job), outcome in zip(jobs, _run_jobs([j for _, j in jobs], workers)):
-        if outcome.problem is not None:
-            report.skip(outcome.problem, _display_name(job.source, root))
-        else:
-            report.n_ok += 1
-            rows[i] = {"source": job.source, "chip": chip_name(job.source, root), "box": outcome.box,
-                       "score": outcome.score, "n_faces": outcome.n_faces}
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    write_text_atomic(out / MANIFEST, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
-    write_text_atomic(out / SETTINGS, json.dumps(asdict(settings), indent=2))
+    try:
+        for (i, job), outcome in zip(jobs, _run_jobs([j for _, j in jobs], workers)):
+            if outcome.problem is not None:
+                report.skip(outcome.problem, _display_name(job.source, root))
+            else:
+                report.n_ok += 1
+                rows[i] = {"source": job.source, "chip": chip_name(job.source, root), "box": outcome.box,
+                           "score": outcome.score, "n_faces": outcome.n_faces}
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    finally:  # also after Ctrl-C: the chips made so far keep their rows, and a rerun goes on from them
+        write_text_atomic(out / MANIFEST, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
+        write_text_atomic(out / SETTINGS, json.dumps(asdict(settings), indent=2))
     return report

@@ -15,6 +15,10 @@
 * **Resume** (``resume=True``): the existing file is read, a trailing partial line is cut off, its key column
   values are in :attr:`RowWriter.done` (and how often each: :attr:`RowWriter.done_counts`; a key of several
   columns gives tuples) and new rows are appended, so inputs already there can be skipped.
+* **One writer** (a file, not stdout): while a run writes the file it holds an advisory lock (``fcntl.flock`` on
+  ``.NAME.lock`` beside it, removed at the end); another run that opens the same file, with or without ``resume``,
+  is refused with one line instead of interleaving or truncating its rows. The lock goes with the process, so a
+  killed run never leaves the file locked.
 * **Parquet** (needs ``pyarrow``): rows are written in row groups of :data:`PARQUET_ROW_GROUP` to a temporary file
   beside the target, renamed onto it at the end; a killed run leaves the previous file (or none), never a broken
   one. ``resume`` copies the previous file's rows first. Parquet cannot go to stdout.
@@ -53,6 +57,51 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class OutputError(Exception):
     """The output cannot be written or resumed; ``str(e)`` is one line naming the file and the problem."""
+
+
+class OutputLock:
+    """An exclusive advisory lock on ``.NAME.lock`` beside ``path``, or :class:`OutputError` naming the run that
+    holds it. The lock file holds the owner's pid and is removed on :meth:`release`; where there is no ``fcntl``
+    (Windows) nothing is locked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise OutputError(f"{path}: cannot write the output ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                owner = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                raise OutputError(f"{path}: another faceage run{f' (pid {owner})' if owner.isdigit() else ''} is writing "
+                                  "this file; wait for it to end or choose another --output") from None
+            try:  # the previous holder may have removed the file between our open and lock: lock the new one
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.unlink(self.path)  # while still locked: a waiting run then locks a fresh file
+            except OSError:
+                pass
+            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -128,12 +177,25 @@ class RowWriter:
             raise OutputError("--resume needs --output FILE (rows already there are skipped)")
         if any(k not in self.names for k in self.key_columns):
             raise ValueError(f"key {key!r} is not among the columns {self.names}")
-        if self.format == "parquet":
-            self._open_parquet(resume)
-        elif not self.stdout:
-            self._open_text(resume)
-        elif self.format == "csv":
-            self._emit(self._csv_lines([self.names]))
+        self._lock: OutputLock | None = None
+        if self.format == "parquet" and self.stdout:
+            raise OutputError("parquet output needs --output FILE.parquet (not stdout)")
+        if not self.stdout:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot write the output ({e.strerror or e})") from None
+            self._lock = OutputLock(self.path)  # before the file is truncated or read for resume
+        try:
+            if self.format == "parquet":
+                self._open_parquet(resume)
+            elif not self.stdout:
+                self._open_text(resume)
+            elif self.format == "csv":
+                self._emit(self._csv_lines([self.names]))
+        except BaseException:
+            self._release_lock()
+            raise
 
     # ---- cells --------------------------------------------------------------------------------------------------
     def text(self, value: Any) -> str:
@@ -321,13 +383,21 @@ class RowWriter:
         self._emit(text)
 
     def close(self) -> None:
-        """Flushes and ``fsync``-s (Parquet: writes the footer and renames the file into place)."""
-        if self._parquet is not None:
-            self._flush_parquet()
-            writer, self._parquet = self._parquet, None
-            writer.close()
-            os.replace(self._tmp, self.path)
-        self._close_fd()
+        """Flushes and ``fsync``-s (Parquet: writes the footer and renames the file into place); releases the lock."""
+        try:
+            if self._parquet is not None:
+                self._flush_parquet()
+                writer, self._parquet = self._parquet, None
+                writer.close()
+                os.replace(self._tmp, self.path)
+            self._close_fd()
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> RowWriter:
         return self

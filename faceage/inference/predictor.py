@@ -388,10 +388,18 @@ class Predictor:
 
     def close(self) -> None:
         """Stops the worker processes of :meth:`predict_files`, if any (they also stop when the predictor is
-        garbage-collected or the interpreter exits)."""
+        garbage-collected or the interpreter exits). After Ctrl-C / SIGTERM (:mod:`faceage._signals`) they are killed
+        at once instead of finishing the photos already handed to them."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        from faceage import _signals
+
+        if _signals.received() is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in list((pool._processes or {}).values()):  # no public API before Python 3.14
+                worker.kill()
+        pool.shutdown(wait=True, cancel_futures=True)  # joins the pool's threads: nothing left to fail at exit
 
     def __enter__(self) -> Predictor:
         return self
@@ -422,6 +430,10 @@ def _can_fork() -> bool:
 def _init_worker(face_chips: FaceChips) -> None:
     global _worker_chips
     _worker_chips = face_chips  # the parent's, inherited by the fork (with its detector's settings and models)
+    import signal
+
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops, and shuts the pool down itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A worker whose parent was killed (kill -9) would wait for work forever: it holds the task pipe's write end
     # itself, so it never reads an end of file. It checks once a second and exits when it has been orphaned.
     import threading

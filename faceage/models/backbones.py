@@ -8,6 +8,7 @@ Names in :data:`BACKBONES` are faceage's short names; any other name is passed t
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,7 +31,15 @@ class TimmBackbone(nn.Module):
 
         if image_size is not None and timm_name.startswith(("vit_", "deit_", "swin")):
             kwargs["img_size"] = image_size
-        self.model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
+        if pretrained:  # offline: the cached weights at once, or one line naming them (not a minute of retries)
+            from faceage.models.hub import hub_downloads
+
+            cfg = timm.models.get_pretrained_cfg(timm_name)
+            with hub_downloads(f"pretrained {timm_name} weights", getattr(cfg, "hf_hub_id", None),
+                               ", or set model.backbone.pretrained false"):
+                self.model = timm.create_model(timm_name, pretrained=True, num_classes=0, **kwargs)
+        else:
+            self.model = timm.create_model(timm_name, pretrained=False, num_classes=0, **kwargs)
         self.num_features = int(getattr(self.model, "head_hidden_size", None) or self.model.num_features)
         cfg = self.model.pretrained_cfg or {}
         size = cfg.get("input_size", (3, 224, 224))[-1]
@@ -69,7 +78,17 @@ class TorchvisionSqueezeNet(nn.Module):
         super().__init__()
         from torchvision.models import SqueezeNet1_1_Weights, squeezenet1_1
 
-        net = squeezenet1_1(weights=SqueezeNet1_1_Weights.IMAGENET1K_V1 if pretrained else None)
+        if pretrained:  # offline and not cached: one line at once
+            import torch.hub
+
+            from faceage.models.hub import url_downloads
+
+            weights = SqueezeNet1_1_Weights.IMAGENET1K_V1
+            with url_downloads("pretrained squeezenet weights", weights.url, Path(torch.hub.get_dir()) / "checkpoints",
+                               ", or set model.backbone.pretrained false"):
+                net = squeezenet1_1(weights=weights)
+        else:
+            net = squeezenet1_1(weights=None)
         self.features = net.features
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512

@@ -82,7 +82,7 @@ def quantize_onnx(source: str | Path, target: str | Path, calibration: np.ndarra
 
 def export_model(model: AgeModel, out: str | Path, fmt: str = "onnx", calibration: np.ndarray | None = None) -> Path:
     """Writes ``model`` as one graph file ``out`` and, when its folder has none, the model's ``config.json`` beside
-    it (atomically: a kill never leaves a half-written config beside the graph); returns ``out``.
+    it, both atomically (a kill never leaves a half-written graph or config); returns ``out``.
 
     Args:
         model: the model to export.
@@ -93,14 +93,16 @@ def export_model(model: AgeModel, out: str | Path, fmt: str = "onnx", calibratio
     """
     import tempfile
 
+    from faceage._io import atomic_target
     from faceage.models.files import CONFIG_NAME, write_config
 
     out = Path(out)
-    if calibration is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out, calibration)
-    else:
-        (export_onnx if fmt == "onnx" else export_torchscript)(model, out)
+    with atomic_target(out) as target:  # a stop or an error mid-export leaves no half-written graph
+        if calibration is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), target, calibration)
+        else:
+            (export_onnx if fmt == "onnx" else export_torchscript)(model, target)
     if not (out.parent / CONFIG_NAME).exists():
         write_config(out.parent, model.config)
     return out

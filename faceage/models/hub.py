@@ -5,6 +5,10 @@ A model directory (:meth:`AgeModel.save_pretrained`: ``config.json`` + ``model.s
 existing ``MODEL_CARD.md``), and is uploaded with ``huggingface_hub``. Every failure of the upload (no network,
 offline mode, no token, no permission) becomes a one-line :class:`PushError` message.
 
+Downloads (:func:`load_from_hub`, pretrained backbone weights through :func:`hub_downloads`) first check in
+:data:`PROBE_TIMEOUT_S` that the Hub can be reached; offline they use the cache, or fail at once with one line that
+names the weights and how to provide them, instead of retrying for a minute.
+
     >>> write_model_card("runs/x/model")           # README.md + MODEL_CARD.md
     >>> push_to_hub("runs/x/model", "me/faceage-resnet18")
     >>> model = load_from_hub("me/faceage-resnet18")
@@ -12,11 +16,16 @@ offline mode, no token, no permission) becomes a one-line :class:`PushError` mes
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Mapping
+import socket
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from faceage.models.files import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_directory_config
 
@@ -26,8 +35,87 @@ UPLOAD_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, CARD_NAME, MODEL_CARD_N
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
+PROBE_TIMEOUT_S = 1.5  # a host that does not accept a connection within this is taken as unreachable
+
+
 class PushError(RuntimeError):
     """The upload failed; ``str()`` is a one-line reason."""
+
+
+class WeightsUnavailable(ValueError):
+    """Pretrained weights are neither cached nor downloadable here; ``str()`` is one line naming them and how to
+    provide them."""
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether ``url``'s host (or the HTTPS proxy, when one is set) accepts a TCP connection within ``timeout``
+    seconds. The name lookup runs in a helper thread, so a resolver that hangs cannot hold the caller longer."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY") or os.environ.get("all_proxy")
+    parts = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, name="faceage-hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def hub_offline() -> bool:
+    """Whether downloads from the Hugging Face Hub are off: ``HF_HUB_OFFLINE=1``, or its host cannot be reached."""
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode() or not reachable(constants.ENDPOINT)
+
+
+@contextlib.contextmanager
+def hub_downloads(what: str, repo_id: str | None, hint: str = "") -> Iterator[bool]:
+    """Runs a block that may download ``what`` from the Hub repository ``repo_id``; yields whether the Hub is online.
+
+    With the Hub online the block runs as it always did. Offline (``HF_HUB_OFFLINE=1``, or no connection to its host
+    within :data:`PROBE_TIMEOUT_S`) it runs in huggingface_hub's offline mode: weights already in the cache load at
+    once, and missing ones fail at once instead of after a minute of retries, as one :class:`WeightsUnavailable`
+    line naming ``what`` and how to provide it (``hint``: one more way, e.g. a config switch).
+    """
+    from huggingface_hub import constants
+
+    online = not hub_offline()
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = before or not online  # read by every Hub request (constants.is_offline_mode)
+    try:
+        yield online
+    except OSError as e:  # offline: LocalEntryNotFoundError / OfflineModeIsEnabled, i.e. "not in the cache"
+        if online:
+            raise
+        source = f"{repo_id} on the Hugging Face Hub" if repo_id else "the Hugging Face Hub"
+        fetch = f"`hf download {repo_id}`" if repo_id else "a download"
+        why = "HF_HUB_OFFLINE=1" if before else f"{urlsplit(constants.ENDPOINT).hostname} cannot be reached"
+        raise WeightsUnavailable(
+            f"{what} ({source}) are not in the Hugging Face cache {constants.HF_HUB_CACHE} and the Hub is offline ({why}): "
+            f"run {fetch} where the Hub is reachable and copy that cache here (or set HF_HUB_CACHE to a copy){hint}"
+        ) from e
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+@contextlib.contextmanager
+def url_downloads(what: str, url: str, cache_dir: str | Path, hint: str = "") -> Iterator[None]:
+    """As :func:`hub_downloads` for a file that is downloaded from ``url`` into ``cache_dir`` (torch.hub): when the
+    file is not there and its host cannot be reached, one :class:`WeightsUnavailable` line at once."""
+    target = Path(cache_dir) / Path(urlsplit(url).path).name
+    if not target.is_file() and not reachable(url):
+        raise WeightsUnavailable(f"{what} ({url}) are not in {cache_dir} and {urlsplit(url).hostname} cannot be reached: "
+                                 f"download that file where it can be and put it in {cache_dir}{hint}")
+    yield
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
@@ -205,7 +293,10 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, toke
     directory = Path(model_dir)
     write_model_card(directory, repo_id.split("/")[1], license, repo_id)
     try:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi, constants
+
+        if not constants.is_offline_mode() and not reachable(constants.ENDPOINT):  # at once, not after retries
+            raise PushError(f"cannot push: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached")
 
         api = HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -213,6 +304,8 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, toke
                           commit_message=commit_message, repo_type="model")
     except ImportError as e:
         raise PushError(f"huggingface_hub is not installed ({e})") from None
+    except PushError:
+        raise
     except Exception as e:  # noqa: BLE001 - network, auth, offline mode, HTTP errors: all one-line messages
         kind = type(e).__name__
         if kind == "OfflineModeIsEnabled":
@@ -233,7 +326,10 @@ def load_from_hub(repo_id: str, revision: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo_id, revision=revision, allow_patterns=UPLOAD_PATTERNS)
+        with hub_downloads(f"the faceage model {repo_id}", repo_id):  # offline: the cached copy, or one line at once
+            path = snapshot_download(repo_id, revision=revision, allow_patterns=UPLOAD_PATTERNS)
+    except WeightsUnavailable as e:
+        raise PushError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - same one-line policy as uploads
         raise PushError(f"cannot download {repo_id} from the Hugging Face Hub: {type(e).__name__}: {_one_line(e)}") from None
     return Path(path)

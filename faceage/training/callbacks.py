@@ -1,5 +1,6 @@
-"""Default training callbacks: best checkpoint by val MAE, frequent ``last.ckpt`` for resume, early stopping, and
-export of the best weights as a ready-to-use model directory (safetensors + config.json).
+"""Default training callbacks: best checkpoint by val MAE, frequent ``last.ckpt`` for resume, a stop on Ctrl-C /
+SIGTERM at the end of a step with ``last.ckpt`` saved there, early stopping, and export of the best weights as a
+ready-to-use model directory (safetensors + config.json).
 
 Checkpoints are written and read by :class:`SafeCheckpointIO` (installed by the :class:`UseSafeCheckpointIO`
 callback, so every trainer that trains an ``AgeModule`` gets it): atomic writes on any filesystem layout (temp file
@@ -21,7 +22,14 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from faceage.models.files import CheckpointError, load_checkpoint_file, local_checkpoint_path, model_from_checkpoint, previous_checkpoint
+from faceage import _signals
+from faceage.models.files import (
+    CheckpointError,
+    load_checkpoint_file,
+    local_checkpoint_path,
+    model_from_checkpoint,
+    previous_checkpoint,
+)
 
 TEMP_MARK = ".tmp-"
 
@@ -147,6 +155,49 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class StopAtStepEnd(L.Callback):
+    """Ctrl-C or SIGTERM during training (:mod:`faceage._signals`) stops the run at the end of the current training
+    step, with ``last.ckpt`` saved there, so that ``--ckpt_path last.ckpt`` resumes exactly where it stopped.
+
+    A step that runs past :data:`faceage._signals.HOLD_LIMIT_S`, a stop during validation, the last step of an epoch
+    (its state is from before the epoch's validation, see :class:`LastCheckpoint`) and multi-process runs (their
+    ranks cannot agree on a step in time) stop at once; ``last.ckpt`` is then the previous save, which resumes
+    exactly too. A second signal during the save is ignored; the save is atomic (:class:`SafeCheckpointIO`) anyway.
+    """
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        _signals.hold()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if _signals.release() is None:
+            return
+        last = _last_checkpoint(trainer)
+        if last is not None and trainer.world_size == 1 and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            last._save_last_checkpoint(trainer, last._monitor_candidates(trainer))  # as LastCheckpoint's own saves
+        _signals.stop()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        while _signals.release() is not None:
+            pass
+        if _signals.received() is None and not isinstance(exception, KeyboardInterrupt):
+            return
+        last = _last_checkpoint(trainer)
+        path = Path(last.last_model_path) if last is not None and last.last_model_path else None
+        if path is None or not path.is_file():
+            _signals.set_note(f"training stopped at epoch {trainer.current_epoch}, step {trainer.global_step} before its "
+                              "first checkpoint; run it again")
+            return
+        saved = last._last_global_step_saved  # 0: not saved by this process (a resumed run's first checkpoint)
+        _signals.set_note(f"training stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; last checkpoint "
+                          f"{path}{f' (step {saved})' if saved else ''}: resume with the same command and --ckpt_path {path}")
+
+
+def _last_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The callback that saves ``last.ckpt`` (:class:`LastCheckpoint`, else any ``save_last`` checkpoint callback)."""
+    found = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.save_last]
+    return next((cb for cb in found if isinstance(cb, LastCheckpoint)), found[0] if found else None)
+
+
 class ResumeLoaderEpoch(L.Callback):
     """Tells a resumable train loader (:class:`faceage.data.datasets.ResumableLoader`) which epoch starts.
 
@@ -188,6 +239,7 @@ def default_callbacks(patience: int = 10, every_n_steps: int = 100) -> list[L.Ca
         UseSafeCheckpointIO(),
         ModelCheckpoint(monitor="val/mae", mode="min", filename="best-{epoch:02d}", auto_insert_metric_name=False, save_top_k=1),
         LastCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps or None),
+        StopAtStepEnd(),
         ExportBestModel(),
         ResumeLoaderEpoch(),
         CloseProcessGroupAtExit(),

@@ -79,22 +79,51 @@ def count_subjects(config: str | Path, overrides: list[str]) -> int:
     return len(leave_one_subject_out(module.records))
 
 
-def run_fold(config: str, fold: int, n_folds: int, out: Path, overrides: list[str]) -> dict:
-    """Fits and tests one fold; returns its ``test_results.json`` content."""
+def _tested(root: Path, after: float) -> Path | None:
+    """The newest ``test_results.json`` under ``root`` written after ``after`` (a timestamp), else ``None``."""
+    found = [p for p in (root / "lightning_logs").glob("version_*/test/test_results.json") if p.stat().st_mtime > after]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def finished_folds(out: str | Path) -> list[int]:
+    """The folds under ``out`` whose fit and test both finished (what ``--resume`` keeps)."""
+    done = []
+    for root in Path(out).glob("fold_*"):
+        if root.name.removeprefix("fold_").isdigit():
+            models = list((root / "lightning_logs").glob("version_*/model"))
+            if models and _tested(root.with_name(f"{root.name}_test"), max(m.stat().st_mtime for m in models)):
+                done.append(int(root.name.removeprefix("fold_")))
+    return sorted(done)
+
+
+def run_fold(config: str, fold: int, n_folds: int, out: Path, overrides: list[str], resume: bool = False) -> dict:
+    """Fits and tests one fold; returns its ``test_results.json`` content. ``resume``: a fold whose fit and test
+    finished is read back, and a fit that was stopped goes on from its ``last.ckpt`` (in its own run folder, so
+    the resumed fit is the uninterrupted one)."""
     from faceage.training.lightning_cli import run_cli
 
     fold_args = ["--config", config, "--data.split.n_folds", str(n_folds), "--data.split.fold", str(fold), *overrides]
     fit_root = out / f"fold_{fold}"
-    run_cli(["fit", *fold_args, "--trainer.default_root_dir", str(fit_root)])
+    test_root = out / f"fold_{fold}_test"
+    previous = _latest_run(fit_root) if resume and (fit_root / "lightning_logs").is_dir() else None
+    if previous is not None and (previous / "model").is_dir():  # fitted: the test may be done too
+        tested = _tested(test_root, (previous / "model").stat().st_mtime)
+        if tested is not None:
+            return json.loads(tested.read_text())
+    elif previous is not None and (previous / "checkpoints" / "last.ckpt").is_file():
+        run_cli(["fit", *fold_args, "--trainer.default_root_dir", str(fit_root),
+                 "--ckpt_path", str(previous / "checkpoints" / "last.ckpt")])
+    else:
+        run_cli(["fit", *fold_args, "--trainer.default_root_dir", str(fit_root)])
     run = _latest_run(fit_root)
     best = sorted((run / "checkpoints").glob("best-*.ckpt")) or [run / "checkpoints" / "last.ckpt"]
-    test_root = out / f"fold_{fold}_test"
     run_cli(["test", *fold_args, "--data.split_file", str(run / "split.json"), "--ckpt_path", str(best[-1]),
              *FULL_PRECISION, "--trainer.default_root_dir", str(test_root)])
     return json.loads((_latest_run(test_root) / "test" / "test_results.json").read_text())
 
 
-def run_kfold(config: str, n_folds: int, out: str | Path, overrides: list[str], folds: list[int] | None = None) -> dict:
+def run_kfold(config: str, n_folds: int, out: str | Path, overrides: list[str], folds: list[int] | None = None,
+              resume: bool = False) -> dict:
     """Fits and tests the ``folds`` (default: all ``n_folds``; with ``n_folds=-1``, one per subject) and writes
     ``OUT/kfold_results.json``.
 
@@ -104,6 +133,8 @@ def run_kfold(config: str, n_folds: int, out: str | Path, overrides: list[str], 
         out: output folder (``fold_K/``, ``fold_K_test/``, ``kfold_results.json``).
         overrides: extra ``--key value`` arguments for every fold's fit and test.
         folds: the folds to run.
+        resume: keep the folds that finished, and go on with a stopped fit from its ``last.ckpt``
+            (:func:`run_fold`).
 
     Returns:
         ``{"folds", "per_fold", "summary", "pooled", "wall_seconds"}``: ``summary`` is the mean ± std over folds
@@ -120,7 +151,7 @@ def run_kfold(config: str, n_folds: int, out: str | Path, overrides: list[str], 
     results, walls = [], []
     for k in folds:
         t = time.perf_counter()
-        results.append(run_fold(config, k, n_folds, out, overrides))
+        results.append(run_fold(config, k, n_folds, out, overrides, resume))
         walls.append(round(time.perf_counter() - t, 1))
     per_fold = [r["overall"] for r in results]
     n = sum(f["n"] for f in per_fold)

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import warnings
+from pathlib import Path
 
 import lightning as L
 from jsonargparse import ArgumentError, lazy_instance
@@ -199,6 +200,8 @@ class FaceAgeCLI(LightningCLI):
 
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # whatever the model class: no unpickling
             trainer.strategy.checkpoint_io = SafeCheckpointIO()
+        if self.subcommand == "fit":
+            _continue_run_folder(trainer, self._config().get("ckpt_path"))
         return trainer
 
     def before_validate(self) -> None:
@@ -212,6 +215,28 @@ class FaceAgeCLI(LightningCLI):
             from faceage.training.lr_find import run_lr_find
 
             run_lr_find(self.trainer, self.model, self.datamodule)
+
+
+def _continue_run_folder(trainer: L.Trainer, ckpt_path) -> None:
+    """A fit resumed from ``ROOT/lightning_logs/version_N/checkpoints/*.ckpt`` goes on in ``version_N`` itself.
+
+    Lightning would start ``version_N+1``: its checkpoint callbacks would then live in another folder, so they would
+    not restore their best score and best-k files (ModelCheckpoint restores those only for the same folder), and the
+    best model after the resume could differ from the uninterrupted run's. Loggers with a version of their own are
+    left alone.
+    """
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    local = local_checkpoint_path(ckpt_path) if ckpt_path else None
+    if local is None or local.parent.name != "checkpoints":
+        return
+    run = local.resolve().parent.parent
+    found = re.fullmatch(r"version_(\d+)", run.name)
+    if not found:
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, (TensorBoardLogger, CSVLogger)) and logger._version is None and Path(logger.root_dir).resolve() == run.parent:
+            logger._version = int(found.group(1))
 
 
 def run_cli(args: list[str]) -> None:
