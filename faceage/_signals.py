@@ -124,6 +124,15 @@ def held() -> Iterator[None]:
         stop()
 
 
+def kill_workers(pool) -> None:
+    """Ends a ``ProcessPoolExecutor``'s workers at once, for a stop: the work already handed to them (which a
+    shutdown would wait for) is dropped. Their results are lost, never half-written: workers write files atomically."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before Python 3.14
+        with contextlib.suppress(OSError):
+            worker.kill()
+
+
 def ignore_in_child() -> None:
     """For worker processes started with spawn or forkserver: SIGINT and SIGTERM are their parent's to handle."""
     for signum in STOP_SIGNALS:

@@ -96,7 +96,8 @@ def _quiet_stdout() -> None:
 
 EXIT_CODES = """exit status: 0 the run completed, also when some files had no face or could not be read (each gets an
 'error: FILE: problem' line on stderr); 1 with --strict when any file failed; 2 a failed run (bad arguments, model
-or output file, no input images)."""
+or output file, no input images, an output another run is writing); 130 / 143 stopped by Ctrl-C / SIGTERM (the rows
+written are whole: rerun with --resume)."""
 
 
 DETECTOR_HELP = ("blazeface: MediaPipe's BlazeFace in ONNX Runtime, one pass over the whole image (default); hog: "

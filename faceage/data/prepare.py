@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from faceage import _signals
 from faceage._io import atomic_target, write_text_atomic
-from faceage._signals import ignore_in_child
 from faceage.data.detect import UTKFACE_PADDING, FaceDetector
 from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.images import ImageLoadError, is_image_file, load_image
@@ -237,13 +237,17 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterable[_Outcome]:
         yield from (_process(j) for j in jobs)
         return
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/OpenMP threads exist in the parent
-    chunk = max(1, min(4, len(jobs) // (workers * 4)))  # small: a stop waits for the chunks already handed out
+    chunk = max(1, min(16, len(jobs) // (workers * 4)))
     done = 0
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=ignore_in_child) as pool:
-            for outcome in pool.map(_process, jobs, chunksize=chunk):
-                done += 1
-                yield outcome
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_signals.ignore_in_child) as pool:
+            try:
+                for outcome in pool.map(_process, jobs, chunksize=chunk):
+                    done += 1
+                    yield outcome
+            finally:
+                if _signals.received() is not None:  # Ctrl-C: the chips handed out are not waited for
+                    _signals.kill_workers(pool)
     except BrokenProcessPool:
         for _ in jobs[done:]:
             yield _Outcome(problem="worker process died (out of memory?)")

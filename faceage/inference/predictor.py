@@ -396,9 +396,7 @@ class Predictor:
         from faceage import _signals
 
         if _signals.received() is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in list((pool._processes or {}).values()):  # no public API before Python 3.14
-                worker.kill()
+            _signals.kill_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)  # joins the pool's threads: nothing left to fail at exit
 
     def __enter__(self) -> Predictor:

@@ -70,11 +70,17 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
+def _offline_mode() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)  # what every Hub request checks (constants.is_offline_mode() where it exists)
+
+
 def hub_offline() -> bool:
     """Whether downloads from the Hugging Face Hub are off: ``HF_HUB_OFFLINE=1``, or its host cannot be reached."""
     from huggingface_hub import constants
 
-    return constants.is_offline_mode() or not reachable(constants.ENDPOINT)
+    return _offline_mode() or not reachable(constants.ENDPOINT)
 
 
 @contextlib.contextmanager
@@ -90,7 +96,7 @@ def hub_downloads(what: str, repo_id: str | None, hint: str = "") -> Iterator[bo
 
     online = not hub_offline()
     before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = before or not online  # read by every Hub request (constants.is_offline_mode)
+    constants.HF_HUB_OFFLINE = before or not online  # read by every Hub request
     try:
         yield online
     except OSError as e:  # offline: LocalEntryNotFoundError / OfflineModeIsEnabled, i.e. "not in the cache"
@@ -295,7 +301,7 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, toke
     try:
         from huggingface_hub import HfApi, constants
 
-        if not constants.is_offline_mode() and not reachable(constants.ENDPOINT):  # at once, not after retries
+        if not _offline_mode() and not reachable(constants.ENDPOINT):  # at once, not after retries
             raise PushError(f"cannot push: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached")
 
         api = HfApi(token=token)

@@ -28,13 +28,18 @@ from faceage import _signals
 STOP_WITHIN_S = 2.0  # on a machine that gives the command its CPU; see stop_bound()
 
 
-def stop_bound() -> float:
-    """:data:`STOP_WITHIN_S` scaled by how starved of CPU this machine is just now (a shared 2-core machine under a
-    training job can give a process a quarter of a core): the wall time of 0.2 s of computation, over 0.2 s."""
+def starvation() -> float:
+    """How starved of CPU this machine is just now (a shared 2-core machine under a training job can give a process
+    a quarter of a core): the wall time of 0.2 s of computation, over 0.2 s (1 on an idle machine)."""
     wall, cpu = time.monotonic(), time.process_time()
     while time.process_time() - cpu < 0.2:
         sum(range(1000))
-    return STOP_WITHIN_S * max(1.0, (time.monotonic() - wall) / 0.2)
+    return max(1.0, (time.monotonic() - wall) / 0.2)
+
+
+def stop_bound() -> float:
+    """:data:`STOP_WITHIN_S`, scaled by :func:`starvation`."""
+    return STOP_WITHIN_S * starvation()
 
 
 def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
@@ -324,10 +329,11 @@ def test_offline_hub_weights_fail_at_once_with_one_line(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", "/nonexistent-cache")
+    create_backbone("resnet18")  # the imports and the network itself, outside the timing
     started = time.monotonic()
     with pytest.raises(WeightsUnavailable) as err:
         create_backbone("resnet18", pretrained=True)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 1.0 * starvation()  # not a minute of retries
     message = str(err.value)
     assert "\n" not in message and "timm/resnet18" in message and "HF_HUB_OFFLINE=1" in message
     assert "/nonexistent-cache" in message and "pretrained false" in message
@@ -360,3 +366,41 @@ def test_an_unreachable_hub_is_offline_and_a_reachable_one_online(monkeypatch):
             assert constants.is_offline_mode()  # inside: huggingface_hub's own offline mode (no retries)
             raise FileNotFoundError("not in the cache")
         assert time.monotonic() - started < hub.PROBE_TIMEOUT_S + 1
+
+
+# ---- resumes go on in their own run folder --------------------------------------------------------------------------
+
+def test_a_resumed_fit_goes_on_in_the_run_folder_of_its_checkpoint(tmp_path):
+    """Lightning would start version_N+1, whose checkpoint callbacks forget the best score of version_N."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from faceage.training.lightning_cli import _continue_run_folder
+
+    ckpt = tmp_path / "lightning_logs" / "version_3" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    (tmp_path / "lightning_logs" / "version_4").mkdir()
+    auto, fixed, elsewhere = TensorBoardLogger(tmp_path), CSVLogger(tmp_path, version=9), TensorBoardLogger(tmp_path / "x")
+    _continue_run_folder(SimpleNamespace(loggers=[auto, fixed, elsewhere]), str(ckpt))
+    assert (auto.version, fixed.version, elsewhere.version) == (3, 9, 0)
+    fresh = TensorBoardLogger(tmp_path)
+    _continue_run_folder(SimpleNamespace(loggers=[fresh]), None)
+    assert fresh.version == 5
+
+
+def test_kfold_resume_keeps_only_folds_whose_fit_and_test_finished(tmp_path):
+    from faceage.training.kfold import finished_folds
+
+    def make(path: str) -> None:
+        (tmp_path / path).mkdir(parents=True, exist_ok=True)
+
+    make("fold_0/lightning_logs/version_0/model")
+    make("fold_0_test/lightning_logs/version_0/test")
+    time.sleep(0.02)
+    (tmp_path / "fold_0_test/lightning_logs/version_0/test/test_results.json").write_text("{}")
+    make("fold_1/lightning_logs/version_0/checkpoints")  # stopped during its fit
+    make("fold_2/lightning_logs/version_0/model")  # fitted, stopped during its test
+    make("fold_2_test/lightning_logs/version_0")
+    assert finished_folds(tmp_path) == [0]
