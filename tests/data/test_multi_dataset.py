@@ -102,3 +102,14 @@ def test_bad_specs_are_named(tmp_path):
         AgeDataModule(datasets=[DatasetSpec("utkface", "a"), DatasetSpec("utkface", "b")])
     with pytest.raises(ValueError, match="weight of 'x' must be >= 0"):
         AgeDataModule(datasets=[DatasetSpec("utkface", "a", label="x", weight=-1)])
+
+
+def test_describe_reads_each_root_with_its_own_reader(tmp_path, capsys):
+    from faceage.cli import main
+
+    utk, aaf = write_utkface_tree(tmp_path / "utk", n=12), write_aaf_tree(tmp_path / "aaf", n=9)
+    assert main(["describe", str(utk), str(aaf), "--no-sizes"]) == 0
+    out = capsys.readouterr().out
+    assert "utkface: 12 records ok, 0 skipped" in out and "aaf: 9 records ok, 0 skipped" in out
+    faces = next(line for line in out.splitlines() if line.startswith("faces"))
+    assert faces.split()[1:] == ["12", "9"]

@@ -431,3 +431,11 @@ def test_a_command_whose_extra_is_missing_names_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert "RC 2" in proc.stdout, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "error: faceage fit needs the optional package 'torch': pip install \"faceage[train]\""
+
+
+def test_python_and_the_command_answer_alike_by_default():
+    """``faceage.Predictor()`` and ``faceage predict`` both run the bundled model's ONNX graph by default."""
+    from faceage.inference.engines import resolve_engine
+    from faceage.inference.predictor import Predictor
+
+    assert Predictor(detect=False).engine_name == resolve_engine(None, "auto") == "onnx"
