@@ -121,7 +121,7 @@ def scores(p: dict[str, np.ndarray], policy_threshold: float | None = None, over
 
     true, age = p["true"].astype(np.float64), p["age"].astype(np.float64)
     err = np.abs(age - true)
-    out: dict[str, Any] = {"n": int(len(true)), "mae": round(float(err.mean()), 3), "cs5": round(float((err <= 5).mean()), 3),
+    out: dict[str, Any] = {"n": len(true), "mae": round(float(err.mean()), 3), "cs5": round(float((err <= 5).mean()), 3),
                            "bias": round(float((age - true).mean()), 2)}
     out["mae_by_band"] = {f"{lo}-{hi}" if hi < 200 else f"{lo}+": round(float(err[(true >= lo) & (true <= hi)].mean()), 2)
                           for lo, hi in BANDS if ((true >= lo) & (true <= hi)).any()}

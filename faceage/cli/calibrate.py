@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from faceage.evaluation.calibration import (
     DEFAULT_CHALLENGES,
     DEFAULT_MAX_FPR,
@@ -16,8 +18,6 @@ from faceage.evaluation.calibration import (
     fit_calibration,
     write_calibration,
 )
-import numpy as np
-
 from faceage.inference.calibration import DEFAULT_LEVEL
 
 

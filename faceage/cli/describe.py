@@ -21,10 +21,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-sizes", action="store_true", help="skip reading image headers for sizes")
     args = p.parse_args(argv)
     from faceage.data.readers import read_dataset
+    from faceage.data.readers.guess import guess_reader
     from faceage.evaluation.describe import describe_records, format_side_by_side, plot_descriptions
     from faceage.evaluation.metrics import save_json
-
-    from faceage.data.readers.guess import guess_reader
 
     if len(args.dataset) not in (1, len(args.roots)):
         p.error(f"give one --dataset, or one per dataset folder ({len(args.roots)})")

@@ -31,10 +31,10 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.quantize and (args.no_onnx or not args.calibration):
         p.error("--quantize int8 writes model.onnx and needs --calibration with face images like the model's inputs")
+    import tempfile
+
     from faceage.models.age_model import load_model
     from faceage.models.ensemble import build_ensemble
-
-    import tempfile
 
     dtype = "float16" if args.float16 else "float32"
     extra: dict = {"members_from": [str(m) for m in args.models]}

@@ -14,7 +14,12 @@ from faceage.data.datasets import FaceDataset, ResumableLoader, cache_mode, coll
 from faceage.data.readers import read_dataset
 from faceage.data.records import FaceRecord
 from faceage.data.splits import fold_split, kfold_records, leave_one_subject_out, load_split, save_split, split_records
-from faceage.data.transforms import AugmentConfig, build_eval_transform, build_train_chip_transform, build_train_transform
+from faceage.data.transforms import (
+    AugmentConfig,
+    build_eval_transform,
+    build_train_chip_transform,
+    build_train_transform,
+)
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from faceage.inference.calibration import (
     band_labels,
     band_of,
     base_interval,
-    spread,
     interval_key,
     p_over,
+    spread,
 )
 
 DEFAULT_BANDS: tuple[tuple[int, int], ...] = ((0, 9), (10, 19), (20, 29), (30, 44), (45, 59), (60, 200))
@@ -216,7 +216,7 @@ def fit_calibration(dist: np.ndarray, ages: np.ndarray, true: np.ndarray, min_ag
     ``groups``: each face's dataset; the over-N threshold then holds ``max_fpr`` in every group
     (:func:`fit_over_policy`)."""
     cal: dict[str, Any] = {"method": "mondrian-cqr" + ("-normalized" if scale == "std" else ""), "band_by": "predicted_age",
-                           "bands": [list(map(int, b)) for b in bands], "n": int(len(true)), "data": data, "intervals": {}, "verify": {}}
+                           "bands": [list(map(int, b)) for b in bands], "n": len(true), "data": data, "intervals": {}, "verify": {}}
     for level in levels:
         widths = None
         base = base_level

@@ -17,9 +17,9 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
 from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
-from faceage.models.config import AgeModelConfig
 from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
+from faceage.models.config import AgeModelConfig
 from faceage.training.distill import Teacher, soft_target_loss
 from faceage.training.optim import OptimConfig, configure_optimizers
 
