@@ -80,7 +80,7 @@ def run_guarded(command: str, run: Callable[[], int]) -> int:
     if signum is None and status is not None:
         return status
     signum = signum or 2  # a KeyboardInterrupt raised without our handler: as SIGINT
-    what = _signals.note() or f"faceage {command} stopped before the end; run it again"
+    what = _signals.note() or f"faceage {command} stopped before writing its results; run it again"
     try:
         print(f"interrupted: {what}", file=sys.stderr, flush=True)
     except OSError:

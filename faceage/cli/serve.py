@@ -7,7 +7,7 @@ import sys
 
 from faceage.app.server import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, build_app, launch
 from faceage.app.uploads import DEFAULT_CACHE_AGE_S, DEFAULT_CACHE_MB, UploadCache
-from faceage.cli._common import add_detector_option
+from faceage.cli._common import add_detector_option, set_interrupt_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cache = UploadCache(args.cache_mb, args.cache_age)  # before build_app: Gradio reads its folder when building
+    set_interrupt_note(f"the web app on {args.host}:{args.port} stopped and its uploads were deleted")
     try:
         demo = build_app(predictor, explainer, comparer, args.max_upload_mb)
         launch(demo, args.host, args.port, args.max_upload_mb, cache=cache)

@@ -298,7 +298,8 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
             continue
         seen[name] = src
         chip = out / name
-        if not report.cache_reset and _is_cached(src, chip):
+        # a chip without its manifest row (made by workers when a run was stopped) is made again, with its box
+        if not report.cache_reset and _is_cached(src, chip) and src in old_rows:
             report.n_cached += 1
             old = old_rows.get(src, {})
             rows[i] = {"source": src, "chip": name, "box": old.get("box"), "score": old.get("score"),
