@@ -35,6 +35,10 @@ def main(argv: list[str]) -> int:
             return 2
         try:
             reader = guess_reader(root) if reader == "auto" else reader
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)  # names the folder
+            return 2
+        try:
             records, report = read_dataset(reader, root, check_images=False)
         except (KeyError, ValueError, OSError) as e:
             print(f"error: {root}: {e}", file=sys.stderr)

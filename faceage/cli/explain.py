@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from faceage.inference.predictor import Predictor
 
-        predictor = Predictor(args.model, detect=not args.no_detect, detector=args.detector)
+        predictor = Predictor(args.model, engine="torch", detect=not args.no_detect, detector=args.detector)  # Grad-CAM needs gradients
         explainer = Explainer(predictor)
         faces = explain_faces(args.image, explainer, None if args.no_detect else predictor.detector)
     except (ExplainError, ImageLoadError, FileNotFoundError, ValueError) as e:

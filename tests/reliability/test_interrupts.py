@@ -221,7 +221,8 @@ def test_sigint_stops_fit_at_a_step_with_last_ckpt_and_the_resume_is_exact(tmp_p
 
     took, err = stop_when(proc, trained_a_while)
     assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
-    assert took < stop_bound(), f"stopped {took:.2f} s after SIGINT"
+    # the stop includes finishing the step and writing last.ckpt (fsync'd), which a loaded disk can slow by seconds
+    assert took < stop_bound() + 2.0, f"stopped {took:.2f} s after SIGINT"
     assert "Traceback" not in err, err[-3000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("interrupted: training stopped at epoch ") and f"--ckpt_path {last}" in line, line

@@ -12,7 +12,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 NAME_PATTERNS = (
     ("aaf", re.compile(r"\d{5}a\d{2}", re.IGNORECASE)),
     ("fgnet", re.compile(r"\d{3}a\d{2}[a-z]?", re.IGNORECASE)),
-    ("utkface", re.compile(r"\d{1,3}_\d_\d?_?\d{8,}.*")),
+    ("utkface", re.compile(r"\d{1,3}_\d_(\d_)?\d+")),
     ("cacd", re.compile(r"\d{1,3}_[^\W\d_].*_\d{4}")),
 )
 SAMPLE = 200  # file names looked at
