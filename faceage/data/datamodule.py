@@ -168,10 +168,12 @@ class AgeDataModule(L.LightningDataModule):
         self.datasets: dict[str, FaceDataset] = {}
 
     # ---- records and split --------------------------------------------------------------------------------------
-    def _read(self, name: str, root: str) -> list[FaceRecord]:
+    def _read(self, name: str, root: str, reader_kwargs: dict | None = None) -> list[FaceRecord]:
         if not Path(root).exists():
             raise FileNotFoundError(f"{root}: dataset folder not found (dataset {name!r})")
-        records, report = read_dataset(name, root, check_images=self.check_images, **(self.reader_kwargs if root == self.root else {}))
+        if reader_kwargs is None:  # the recipe's reader_kwargs belong to its own root, not to a test dataset
+            reader_kwargs = self.reader_kwargs if root == self.root else {}
+        records, report = read_dataset(name, root, check_images=self.check_images, **reader_kwargs)
         log.info("%s", report.summary())
         print(report.summary())
         if not records:
@@ -186,15 +188,15 @@ class AgeDataModule(L.LightningDataModule):
             raise ValueError(f"{root}: no face found in any image of dataset {name!r}")
         return records
 
-    def _make_split(self) -> dict[str, list[int]]:
+    def _make_split(self, records: list[FaceRecord]) -> dict[str, list[int]]:
         c = self.split_config
         subject = {"auto": "auto", "yes": True, "no": False}.get(str(c.subject_exclusive), c.subject_exclusive)
         if c.n_folds == 0:
-            return split_records(self.records, c.val_fraction, c.test_fraction, seed=c.seed, stratify=c.stratify, subject_exclusive=subject)
-        folds = leave_one_subject_out(self.records) if c.n_folds < 0 else kfold_records(self.records, c.n_folds, seed=c.seed, by_subject=subject)
+            return split_records(records, c.val_fraction, c.test_fraction, seed=c.seed, stratify=c.stratify, subject_exclusive=subject)
+        folds = leave_one_subject_out(records) if c.n_folds < 0 else kfold_records(records, c.n_folds, seed=c.seed, by_subject=subject)
         if not 0 <= c.fold < len(folds):
             raise ValueError(f"fold {c.fold} out of range: there are {len(folds)} folds")
-        return fold_split(self.records, folds, c.fold, val_fraction=c.val_fraction, seed=c.seed)
+        return fold_split(records, folds, c.fold, val_fraction=c.val_fraction, seed=c.seed)
 
     def _split_path(self, tag: str | None = None) -> Path | None:
         if self.split_file and tag is None:
@@ -203,14 +205,15 @@ class AgeDataModule(L.LightningDataModule):
         log_dir = trainer.log_dir if trainer is not None else None
         return Path(log_dir) / (f"split_{tag}.json" if tag else "split.json") if log_dir else None
 
-    def _records_and_split(self, name: str, root: str, split_file: str | None, tag: str | None) -> tuple[list[FaceRecord], dict[str, list[int]]]:
+    def _records_and_split(self, name: str, root: str, split_file: str | None, tag: str | None,
+                           reader_kwargs: dict | None = None) -> tuple[list[FaceRecord], dict[str, list[int]]]:
         """One dataset's records (subsampled to ``max_samples``) and its split, loaded from ``split_file`` or
         computed and saved there."""
         if name == "auto":
             from faceage.data.readers.guess import guess_reader
 
             name = guess_reader(root)
-        records = self._read(name, root)
+        records = self._read(name, root, reader_kwargs)
         if tag is not None:
             records = [replace(r, source=tag) for r in records]
         path = Path(split_file) if split_file else self._split_path(tag)
@@ -221,24 +224,20 @@ class AgeDataModule(L.LightningDataModule):
             keep = np.sort(np.random.default_rng(self.split_config.seed).choice(len(records), self.max_samples, replace=False))
         if subsample and not (path is not None and path.exists()):
             records = [records[i] for i in keep]
-        saved_records, self.records = self.records, records  # _make_split reads self.records
-        try:
-            if path is not None and path.exists():
-                splits = load_split(path, records)
-                if subsample:  # the saved split's faces, a seeded subset of them
-                    new_index = {int(old): new for new, old in enumerate(keep)}
-                    records = [records[i] for i in keep]
-                    splits = {k: [new_index[i] for i in v if i in new_index] for k, v in splits.items()}
-                print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-            else:
-                splits = self._make_split()
-                trainer = getattr(self, "trainer", None)
-                if path is not None and (trainer is None or trainer.is_global_zero):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_split(splits, path, records)
-                    print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-        finally:
-            self.records = saved_records
+        if path is not None and path.exists():
+            splits = load_split(path, records)
+            if subsample:  # the saved split's faces, a seeded subset of them
+                new_index = {int(old): new for new, old in enumerate(keep)}
+                records = [records[i] for i in keep]
+                splits = {k: [new_index[i] for i in v if i in new_index] for k, v in splits.items()}
+            print(f"split loaded from {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+        else:
+            splits = self._make_split(records)
+            trainer = getattr(self, "trainer", None)
+            if path is not None and (trainer is None or trainer.is_global_zero):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_split(splits, path, records)
+                print(f"split saved to {path}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
         return records, splits
 
     def prepare_records(self) -> None:
@@ -251,12 +250,7 @@ class AgeDataModule(L.LightningDataModule):
         records: list[FaceRecord] = []
         splits: dict[str, list[int]] = {}
         for spec, label in zip(self.specs, self.sources):
-            saved = self.reader_kwargs, self.root
-            self.reader_kwargs, self.root = dict(spec.reader_kwargs or {}), spec.root
-            try:
-                part, part_splits = self._records_and_split(spec.name, spec.root, spec.split_file, label)
-            finally:
-                self.reader_kwargs, self.root = saved
+            part, part_splits = self._records_and_split(spec.name, spec.root, spec.split_file, label, dict(spec.reader_kwargs or {}))
             for split_name, idx in part_splits.items():
                 splits.setdefault(split_name, []).extend(len(records) + i for i in idx)
             records.extend(part)
