@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     """``faceage serve``. Exit status 0 after a clean shutdown, 2 for a bad model or arguments."""
     p = argparse.ArgumentParser(prog="faceage serve", description="Web app: ages of the faces in a photo; who of two is older.")
     p.add_argument("--model", default=None, help="model dir / .ckpt (default: the bundled model)")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster start, no heatmaps")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch", help="onnx: faster answers; heatmaps then read the PyTorch weights beside the graph")
     add_detector_option(p)
     p.add_argument("--pair-model", default=None,
                    help="pair model for 'Who is older?' (default: the age model's distributions)")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
         predictor = Predictor(args.model, engine=args.engine, detector=args.detector)
         explainer = None
-        if not args.no_heatmap and args.engine == "torch":
+        if not args.no_heatmap:
             from faceage.inference.explain import Explainer, ExplainError
 
             try:

@@ -102,6 +102,7 @@ class OnnxEngine:
         self.device = device
 
         path = Path(model_dir)
+        self.source = path  # what the user named; Grad-CAM loads the PyTorch weights from it
         onnx_path = path if path.suffix == ".onnx" else export_dir(path) / ONNX_NAME
         if not onnx_path.exists():
             raise FileNotFoundError(f"{onnx_path}: no ONNX graph; write one with `faceage export --format onnx {model_dir}`")

@@ -59,8 +59,8 @@ def _age_logits_module(model: Any) -> Any:
 
 
 def _torch_model(model: Any) -> Any:
-    """An ``AgeModel`` (or ``AgeEnsemble``) from such a model, a torch-engine ``Predictor``, a path, or ``None``
-    (bundled)."""
+    """An ``AgeModel`` (or ``AgeEnsemble``) from such a model, a ``Predictor`` (an ONNX one: the weights it was
+    exported from), a path, or ``None`` (bundled)."""
     from faceage.models.age_model import load_model
 
     if hasattr(model, "decode"):
@@ -68,9 +68,18 @@ def _torch_model(model: Any) -> Any:
     engine = getattr(model, "engine", None)
     if engine is not None:
         wrapper = getattr(engine, "wrapper", None)
-        if wrapper is None:
+        if wrapper is not None:
+            return wrapper.model
+        # an ONNX predictor: Grad-CAM needs gradients, so it reads the PyTorch weights of the same model
+        source = getattr(engine, "source", None)
+        if source is None:
             raise ExplainError("Grad-CAM needs the PyTorch model; this predictor runs an ONNX graph (use engine='torch')")
-        return wrapper.model
+        if source.suffix == ".onnx":
+            source = source.parent
+        try:
+            return load_model(source)
+        except (FileNotFoundError, ValueError, TypeError) as e:
+            raise ExplainError(f"Grad-CAM needs the PyTorch model; this predictor runs an ONNX graph and {e}") from None
     return load_model(model)
 
 
@@ -140,7 +149,7 @@ class Explainer:
     Works on a private copy of the model, so Grad-CAM's hooks never touch a model used for prediction.
 
     Args:
-        model: ``AgeModel``, torch-engine ``Predictor``, model directory / checkpoint, or ``None`` (bundled).
+        model: ``AgeModel``, ``Predictor`` (either engine), model directory / checkpoint, or ``None`` (bundled).
         target_layer: layer of the copy to use; default :func:`find_target_layer`.
 
     Raises:
@@ -205,7 +214,7 @@ def explain(image: Any, model: Any = None, target_layer: Any = None) -> np.ndarr
     Args:
         image: the face chip (path, bytes, PIL image or ``HxWx3`` uint8 array), aligned like the training data
             (use :func:`explain_faces` for a photo).
-        model: ``AgeModel``, torch-engine ``Predictor``, model directory / checkpoint, or ``None`` (bundled).
+        model: ``AgeModel``, ``Predictor`` (either engine), model directory / checkpoint, or ``None`` (bundled).
         target_layer: the layer to weigh; default :func:`find_target_layer`.
 
     Returns:

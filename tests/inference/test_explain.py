@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -78,11 +80,22 @@ def test_vit_is_refused():
         ex.explain(_noise(0), vit)
 
 
-def test_onnx_predictor_is_refused(tiny_model_dir):
+def test_onnx_predictor_explains_with_the_weights_beside_its_graph(tiny_model_dir, tmp_path):
+    import shutil
+
     from faceage.inference.predictor import Predictor
 
-    with pytest.raises(ex.ExplainError, match="ONNX"):
-        ex.Explainer(Predictor(tiny_model_dir, engine="onnx", detect=False))
+    chip = _noise(3)
+    by_onnx = ex.Explainer(Predictor(tiny_model_dir, engine="onnx", detect=False))(chip)
+    by_torch = ex.Explainer(Predictor(tiny_model_dir, engine="torch", detect=False))(chip)
+    assert by_onnx.shape == chip.shape[:2] and np.allclose(by_onnx, by_torch, atol=1e-5)
+
+    graph_only = tmp_path / "graph_only"  # an ONNX graph with no PyTorch weights beside it
+    graph_only.mkdir()
+    for name in ("model.onnx", "config.json"):
+        shutil.copy(Path(tiny_model_dir) / name, graph_only / name)
+    with pytest.raises(ex.ExplainError, match="ONNX graph"):
+        ex.Explainer(Predictor(graph_only, engine="onnx", detect=False))
 
 
 def test_overlay_and_tile():
