@@ -112,7 +112,12 @@ class AgeModel(nn.Module):
     @torch.no_grad()
     def decode(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Forward output -> ``{"age": (B,), "distribution": (B, K)?, "gender_prob": (B,)? (P(female)),
-        "race_probs": (B, 5)?}``."""
+        "race_probs": (B, 5)?}``. Decoded in float32 even under bf16 autocast (bf16 expectations move ages by up to
+        a quarter of a year)."""
+        with torch.autocast(out["age_logits"].device.type, enabled=False):
+            return self._decode({k: v.float() for k, v in out.items()})
+
+    def _decode(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         result = {"age": self.head.predict(out["age_logits"])}
         dist = self.head.distribution(out["age_logits"])
         if dist is not None:

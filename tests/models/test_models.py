@@ -251,3 +251,16 @@ def test_reported_age_rounds_only_when_the_config_asks(tmp_path):
     assert AgeModel("resnet18", "dldl", image_size=32).config["round_ages"] is False
     older = {k: v for k, v in model.config.items() if k != "round_ages"}  # saved before round_ages existed
     assert AgeModel.from_config(older).config["round_ages"] is False
+
+
+def test_decode_is_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = AgeModel("resnet18", "dldl", image_size=32).eval()
+    logits = {"age_logits": torch.randn(8, model.head.num_ages) * 3}
+    expected = model.decode(logits)["age"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model.decode({"age_logits": logits["age_logits"].bfloat16()})
+    assert got["age"].dtype == torch.float32 and got["distribution"].dtype == torch.float32
+    # the logits themselves were rounded to bf16; the expectation over the ages is not
+    assert torch.allclose(got["age"], model.decode({"age_logits": logits["age_logits"].bfloat16().float()})["age"])
+    assert (got["age"] - expected).abs().max() < 0.2
