@@ -4,7 +4,8 @@ and writes ``benchmarks/<name>.json`` with the command, the wall time, the machi
     python -m benchmarks.seed_runs seeds_aaf_3fold --seed-figure 5.517 -- \
         faceage kfold --config configs/seeds/004_aaf_mean_variance.yaml --output runs/seeds/004_aaf
 
-A run already made is recorded without running it again: ``--results DIR/kfold_results.json --wall-seconds S``.
+A run already made is recorded without running it again: ``--results DIR/kfold_results.json --wall-seconds S`` (or
+a ``faceage test`` run's ``test_results.json``, age or pair model).
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ def _output_dir(command: list[str]) -> Path | None:
 
 
 def summarise(results: dict) -> dict:
-    """The figures worth a table row from ``kfold_results.json`` or ``crossdata.json``."""
+    """The figures worth a table row from ``kfold_results.json``, ``crossdata.json`` or a ``test_results.json``."""
     if "summary" in results:  # kfold
         s = results["summary"]
         return {"mae_mean": s["mae"]["mean"], "mae_std": s["mae"]["std"], "cs5_mean": s["cs@5"]["mean"],
                 "mae_per_fold": [f["mae"] for f in results["per_fold"]], "n_per_fold": [f["n"] for f in results["per_fold"]],
                 "mae_pooled": results.get("pooled", {}).get("mae")}
+    if "n_pairs" in results:  # faceage test of a pair model
+        return {"acc": results["overall"]["acc"], "auc": results["overall"]["auc"], "n_pairs": results["n_pairs"]}
+    if "overall" in results:  # faceage test of an age model
+        o = results["overall"]
+        return {"mae": o["mae"], "rmse": o["rmse"], "cs5": o["cs@5"], "n": o["n"]}
     return {"trained_on": results["trained_on"], "tested_on": results["tested_on"], "mae": results["mae"], "n": results["n"]}
 
 

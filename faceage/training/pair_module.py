@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from faceage.evaluation.json_io import save_json
 from faceage.models.age_model import DEFAULT_ALIGNMENT
 from faceage.models.backbones import apply_transfer_mode, freeze_frozen_batchnorm
 from faceage.models.pairs import PairModel, create_pair_model
@@ -178,6 +179,22 @@ class PairModule(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.model_step(batch, "test")
+
+    def on_test_end(self) -> None:
+        """Writes ``<log_dir>/test/test_results.json``: accuracy, ROC AUC and accuracy by age gap on the test pairs."""
+        if not self.trainer.is_global_zero:
+            return
+        metrics = {k.removeprefix("test/"): round(float(v), 4) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        dm = self.trainer.datamodule
+        pairs = getattr(dm, "datasets", {}).get("test") if dm is not None else None
+        result = {"overall": {k: v for k, v in metrics.items() if not k.startswith("acc_gap_")}, "n_pairs": None if pairs is None else len(pairs),
+                  "acc_by_gap": {k.removeprefix("acc_gap_"): v for k, v in metrics.items() if k.startswith("acc_gap_")},
+                  "model": self.model.config}
+        out = Path(self.trainer.log_dir or ".") / "test"
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(result, out / "test_results.json")
+        print(f"test: {result['n_pairs']} pairs, accuracy {metrics.get('acc', float('nan')):.3f}, AUC {metrics.get('auc', float('nan')):.3f}; "
+              f"results: {out / 'test_results.json'}")
 
     # ---- optimisation -------------------------------------------------------------------------------------------
     def configure_optimizers(self):

