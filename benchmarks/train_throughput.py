@@ -7,6 +7,8 @@ Prints (and writes to ``benchmarks/train_throughput.json``) images/s for
 and their ratio. Usage::
 
     python -m benchmarks.train_throughput --config configs/default.yaml --batches 60 [overrides...]
+    python -m benchmarks.train_throughput --network-only --batches 5 --label sface-112 --model.backbone.name sface \
+        --model.backbone.image_size 112 --model.head.init random --model.teacher null
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class StepTimer(L.Callback):
         return self.images / (time.perf_counter() - self.t0) if self.t0 and self.images else float("nan")
 
 
-def network_rate(module, batch_size: int, image_size: int, steps: int = 20) -> float:
+def network_rate(module, batch_size: int, image_size: int, steps: int = 20, bf16: bool = False) -> float:
     model = module.model
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
@@ -56,8 +58,9 @@ def network_rate(module, batch_size: int, image_size: int, steps: int = 20) -> f
     gender, race = torch.randint(0, 2, (batch_size,)), torch.randint(0, 5, (batch_size,))
 
     def step() -> None:
-        out = model(x)
-        loss = model.loss(out, ages, gender, module.gender_weight, race, module.race_weight)["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+            loss = model.loss(out, ages, gender, module.gender_weight, race, module.race_weight)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--label", default="now")
     p.add_argument("--json", type=Path, default=OUT, help="JSON of all labelled rows, this one added or replaced")
+    p.add_argument("--network-only", action="store_true",
+                   help="time the recipe's network alone on random tensors, --batches steps (no data read): for backbones too slow for a pipeline run")
     add_cache_option(p, "train_throughput", "the throwaway trainer root")
     args, overrides = p.parse_known_args(argv)
     from faceage.training.lightning_cli import FaceAgeCLI, TRAINER_DEFAULTS
@@ -90,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
               "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
               "--trainer.default_root_dir", str(args.cache), "--model.early_stopping_patience", "0", *overrides],
     )
+    data = cli.datamodule
+    bf16 = str(cli.trainer.precision) == "bf16-mixed"
+    size = int(cli.model.model.input_config["image_size"])
+    if args.network_only:
+        net = network_rate(cli.model, data.batch_size, size, steps=args.batches, bf16=bf16)
+        row = {"label": args.label, "config": args.config, "overrides": overrides, "threads": torch.get_num_threads(),
+               "batch_size": data.batch_size, "image_size": size, "bf16": bf16, "network_images_per_s": round(net, 1)}
+        return _record(row, args.json)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, cli.datamodule)
     pipeline = timer.rate()
-    data = cli.datamodule
-    net = network_rate(cli.model, data.batch_size, int(cli.model.model.input_config["image_size"]))
+    net = network_rate(cli.model, data.batch_size, size, bf16=bf16)
     row = {
         "label": args.label, "config": args.config, "overrides": overrides, "threads": torch.get_num_threads(),
         "batch_size": data.batch_size, "num_workers": data.num_workers, "cache": data.datasets["train"].cache_mode, "train_faces": len(data.datasets["train"]),
@@ -102,10 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         "network_images_per_s": round(net, 1), "ratio": round(net / pipeline, 2),
         "minutes_per_epoch": round(len(data.datasets["train"]) / pipeline / 60, 2),
     }
+    return _record(row, args.json)
+
+
+def _record(row: dict, path: Path) -> int:
+    """Prints ``row`` and adds it to the JSON list at ``path``, replacing the row of the same label."""
     print(json.dumps(row))
-    results = json.loads(args.json.read_text()) if args.json.exists() else []
-    results = [r for r in results if r.get("label") != args.label] + [row]
-    write_json(results, args.json, indent=1)
+    results = json.loads(path.read_text()) if path.exists() else []
+    results = [r for r in results if r.get("label") != row["label"]] + [row]
+    write_json(results, path, indent=1)
     return 0
 
 
