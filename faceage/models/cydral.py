@@ -46,8 +46,9 @@ def _opset13(path: Path):
     return model
 
 
-def _params_from_buffers(net: nn.Module) -> None:
-    """dlib's folded batch-norm ("affine") scales/offsets arrive as constant buffers: make them trainable."""
+def params_from_buffers(net: nn.Module) -> None:
+    """onnx2torch keeps a graph's constant tensors (dlib's folded batch-norm scales and offsets, SFace's PReLU slopes)
+    as buffers of the converted module's ``initializers``: make them trainable parameters."""
     inits = net.get_submodule("initializers")
     for name, buf in list(inits.named_buffers(recurse=False)):
         if buf.is_floating_point() and buf.numel() > 1:
@@ -99,7 +100,7 @@ class CydralBackbone(nn.Module):
     def __init__(self, pretrained: bool = True, image_size: int | None = None) -> None:
         super().__init__()
         self.net = convert_cydral(with_classifier=False)
-        _params_from_buffers(self.net)
+        params_from_buffers(self.net)
         if not pretrained:
             for m in self.net.modules():
                 if isinstance(m, nn.Conv2d):
@@ -179,7 +180,7 @@ class CydralGenderNet(nn.Module):
 
         graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 2]))
         self.net = convert(model)
-        _params_from_buffers(self.net)
+        params_from_buffers(self.net)
         if not pretrained:
             for m in self.net.modules():
                 if isinstance(m, (nn.Conv2d, nn.Linear)):

@@ -41,8 +41,10 @@ def sface_onnx_path() -> Path:
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:
     """ONNX ``DequantizeLinear`` with ``block_size``: each run of ``block`` elements along ``axis`` shares one
     scale and zero point (onnx2torch has no converter for the blocked form)."""
-    rep = lambda a: np.repeat(a, block, axis=axis).take(range(q.shape[axis]), axis=axis)  # noqa: E731
-    return ((q.astype(np.float32) - rep(zero).astype(np.float32)) * rep(scale).astype(np.float32)).astype(np.float32)
+    def per_element(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a, block, axis=axis).take(range(q.shape[axis]), axis=axis).astype(np.float32)
+
+    return ((q.astype(np.float32) - per_element(zero)) * per_element(scale)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,15 +90,6 @@ def _feature_graph_bytes() -> bytes:
     return model.SerializeToString()
 
 
-def _params_from_buffers(net: nn.Module) -> None:
-    """onnx2torch keeps the PReLU slopes as constant buffers: make them trainable."""
-    for module in net.modules():
-        for name, buf in list(module.named_buffers(recurse=False)):
-            if buf.is_floating_point() and buf.numel() > 1 and "running" not in name:
-                delattr(module, name)
-                module.register_parameter(name, nn.Parameter(buf.detach().clone()))
-
-
 class SFaceBackbone(nn.Module):
     """SFace trunk: ``(B, 3, H, W)`` normalised RGB faces -> ``(B, 1024)`` globally pooled features. Fully
     convolutional, so sizes other than 112 run too (the weights were trained at 112)."""
@@ -108,8 +101,10 @@ class SFaceBackbone(nn.Module):
         import onnx
         from onnx2torch import convert
 
+        from faceage.models.cydral import params_from_buffers
+
         self.net = convert(onnx.load_from_string(_feature_graph_bytes()))
-        _params_from_buffers(self.net)
+        params_from_buffers(self.net)  # the PReLU slopes
         if not pretrained:
             for m in self.net.modules():
                 if isinstance(m, nn.Conv2d):
