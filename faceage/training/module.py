@@ -21,7 +21,10 @@ from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.models.config import AgeModelConfig
 from faceage.training.distill import Teacher, soft_target_loss
-from faceage.training.optim import OptimConfig, configure_optimizers
+from faceage.training.optim import OptimConfig, StartAnchor, configure_optimizers
+
+# the pretrained networks: trained at optim.backbone_lr, anchored by L2-SP, frozen while a linear probe trains
+PRETRAINED_PARTS = ("backbone.", "gender_net.")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class BackboneConfig:
         crop: central fraction of the aligned chip fed to the network.
         dropout: dropout before the heads.
         alignment: how raw photos are aligned into chips like the training chips.
+        probe_epochs: linear probe, then fine-tune (LP-FT, Kumar et al. 2022): the first N epochs train the heads
+            alone, the pretrained networks frozen with their batch-norm statistics; then ``transfer`` applies.
     """
 
     name: str = "resnet18"
@@ -47,6 +52,7 @@ class BackboneConfig:
     crop: float = 1.0
     dropout: float = 0.0
     alignment: dict = field(default_factory=lambda: dict(DEFAULT_ALIGNMENT))
+    probe_epochs: int = 0
 
 
 @dataclass
@@ -129,6 +135,10 @@ class AgeModule(L.LightningModule):
             init_head_from_cydral(self.model.head)
         elif h.init != "random":
             raise ValueError(f"head.init must be 'random' or 'backbone', got {h.init!r}")
+        if b.probe_epochs < 0:
+            raise ValueError(f"backbone.probe_epochs must be >= 0, got {b.probe_epochs}")
+        # L2-SP's anchor: the pretrained weights as built, before any checkpoint is loaded; outside the module tree
+        self._anchor = [StartAnchor(p for n, p in self.model.named_parameters() if n.startswith(PRETRAINED_PARTS))] if self.optim_config.l2_sp else []
         self.gender_weight = gender_weight
         self.race_weight = race_weight
         self.tta_flip = tta_flip
@@ -293,7 +303,12 @@ class AgeModule(L.LightningModule):
     def configure_optimizers(self):
         max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
         # a pretrained gender network fine-tunes like the backbone
-        return configure_optimizers(self, self.optim_config, self.model, backbone_prefixes=("backbone.", "gender_net."), steps_per_epoch=self._steps_per_epoch(max_epochs))
+        return configure_optimizers(self, self.optim_config, self.model, backbone_prefixes=PRETRAINED_PARTS, steps_per_epoch=self._steps_per_epoch(max_epochs))
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._anchor:
+            self._anchor[0].pull(optimizer)
 
     def _steps_per_epoch(self, max_epochs: int) -> int:
         if self._trainer is None:
@@ -311,9 +326,15 @@ class AgeModule(L.LightningModule):
         return max(1, self.trainer.estimated_stepping_batches // max_epochs)
 
     def on_train_epoch_start(self) -> None:
-        # frozen backbone parts keep their batch-norm statistics (true feature extraction)
-        if self.backbone_config.transfer in ("frozen", "partial"):
-            freeze_frozen_batchnorm(self.model.backbone)
+        b = self.backbone_config
+        if b.probe_epochs:  # set every epoch, so a resumed run is in the right phase
+            probing = self.current_epoch < b.probe_epochs
+            self.model.set_transfer("frozen" if probing else b.transfer, b.unfreeze_last)
+            if self.model.gender_net is not None:
+                self.model.gender_net.requires_grad_(not probing)
+            self.model.train()  # Lightning restores the eval mode a probe epoch left in the batch-norm layers
+        if b.transfer in ("frozen", "partial") or b.probe_epochs:
+            freeze_frozen_batchnorm(self.model)  # frozen parts keep their batch-norm statistics (feature extraction)
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -30,6 +30,9 @@ class OptimConfig:
         step_size: epochs per decay for ``step``; restart period for ``cosine_restarts``.
         gamma: decay factor for ``step`` / ``plateau``.
         min_lr: floor of the cosine schedules.
+        l2_sp: decay of the backbone toward its pretrained start instead of toward zero (L2-SP, Li et al. 2018), in
+            AdamW's decoupled form: after each step every backbone weight moves ``lr x l2_sp`` of the way back to its
+            start; the backbone then has no ``weight_decay``. 0 disables.
     """
 
     name: str = "adamw"
@@ -42,6 +45,7 @@ class OptimConfig:
     step_size: int = 10
     gamma: float = 0.1
     min_lr: float = 1e-6
+    l2_sp: float = 0.0
 
 
 def split_parameters(model: nn.Module, backbone_prefixes: Iterable[str] = ("backbone.",)) -> tuple[list, list]:
@@ -61,8 +65,13 @@ def build_optimizer(config: OptimConfig, head_params: list, backbone_params: lis
         ValueError: for an unknown optimizer name or no trainable parameter at all.
     """
     groups = [{"params": head_params, "lr": config.lr}] if head_params else []
+    if config.l2_sp < 0:
+        raise ValueError(f"optim.l2_sp must be >= 0, got {config.l2_sp}")
     if backbone_params:
-        groups.append({"params": backbone_params, "lr": config.backbone_lr if config.backbone_lr is not None else config.lr})
+        backbone_lr = config.backbone_lr if config.backbone_lr is not None else config.lr
+        # under L2-SP the backbone decays toward its start (StartAnchor), not toward zero
+        groups.append({"params": backbone_params, "lr": backbone_lr, "l2_sp": config.l2_sp,
+                       **({"weight_decay": 0.0} if config.l2_sp else {})})
     if not groups:
         raise ValueError("nothing to optimise: the model has no trainable parameter")
     if config.name == "adam":
@@ -72,6 +81,29 @@ def build_optimizer(config: OptimConfig, head_params: list, backbone_params: lis
     if config.name == "sgd":
         return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     raise ValueError(f"optim.name must be adam, adamw or sgd, got {config.name!r}")
+
+
+class StartAnchor:
+    """L2-SP's pull toward the starting weights, applied after each optimizer step to the parameter groups that carry
+    an ``l2_sp`` coefficient: ``p <- p - lr * l2_sp * (p - p_start)``, the decoupled form AdamW uses for weight decay
+    (torch's optimizers decay toward zero only, hence this hook). The start is copied when the anchor is made."""
+
+    def __init__(self, params) -> None:
+        self.start = {id(p): p.detach().clone() for p in params}
+
+    @torch.no_grad()
+    def pull(self, optimizer: torch.optim.Optimizer) -> None:
+        for group in optimizer.param_groups:
+            rate = group["lr"] * group.get("l2_sp", 0.0)
+            if not rate:
+                continue
+            for p in group["params"]:
+                start = self.start.get(id(p))
+                if start is None or p.grad is None:  # not anchored, or frozen this step
+                    continue
+                if start.device != p.device:
+                    start = self.start[id(p)] = start.to(p.device)
+                p.sub_(p - start, alpha=rate)
 
 
 def _step_schedule(sched) -> dict:
