@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,3 +16,45 @@ def bundled_model_dir() -> Path:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: the default model is missing (expected config.json and model.safetensors); pass --model")
     return path
+
+
+def start_from(model, source: str | Path) -> list[str]:
+    """Copies a trained faceage model's weights into ``model`` (an :class:`~faceage.models.age_model.AgeModel`), the
+    usual start for fine-tuning on a new dataset: pretrained on others (``default``: the bundled model).
+
+    Every tensor whose name and shape match is copied; the model's tensors the source lacks (a head it did not have)
+    keep their own start, and the source's extra tensors are left. Only ``model.safetensors`` is read (no code runs
+    from a file).
+
+    Returns:
+        The names of ``model``'s tensors that kept their own start.
+
+    Raises:
+        FileNotFoundError: ``source`` is not a model folder.
+        ValueError: naming ``source`` and the difference, when it is an ensemble or a pair model, or its backbone,
+            age range, input crop or normalisation, or a tensor's shape, differ from ``model``'s.
+    """
+    from safetensors.torch import load_file
+
+    from faceage.models.files import WEIGHTS_NAME, model_kind, read_directory_config
+
+    directory = bundled_model_dir() if str(source) == "default" else Path(source)
+    config = read_directory_config(directory)
+    if model_kind(config) != "age":
+        raise ValueError(f"{directory}: a {model_kind(config)} model; start from one age model (an ensemble's member)")
+    mine = model.config
+    for key in ("backbone", "min_age", "max_age"):
+        if config[key] != mine[key]:
+            raise ValueError(f"{directory}: {key} {config[key]!r} differs from the recipe's {mine[key]!r}")
+    for key in ("crop", "mean", "std"):
+        theirs, ours = (json.loads(json.dumps(c["input"].get(key))) for c in (config, mine))  # tuples as lists
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ValueError(f"{directory}: input {key} {theirs} differs from the recipe's {ours}")
+    weights = load_file(str(directory / WEIGHTS_NAME))
+    state = model.state_dict()
+    for name, tensor in weights.items():
+        if name in state and state[name].shape != tensor.shape:
+            raise ValueError(f"{directory}: {name} has shape {tuple(tensor.shape)}, the recipe's model "
+                             f"{tuple(state[name].shape)}")
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in weights.items() if k in state}, strict=False)
+    return [name for name in state if name not in weights]

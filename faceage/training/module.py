@@ -90,6 +90,9 @@ class AgeModule(L.LightningModule):
             also fits during training (see :mod:`faceage.training.distill`); not part of the saved model.
         teacher_weight: share of the teacher's soft targets in the training loss (the labels keep the rest).
         teacher_flip: average each teacher over the mirrored batch as well.
+        init_from: start from a trained faceage model folder (``default``: the bundled model) instead of the
+            backbone's pretrained weights: pretraining on other datasets (:func:`faceage.models.pretrained.start_from`).
+            Teacher ``start`` and ``optim.l2_sp`` then anchor to it.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class AgeModule(L.LightningModule):
         teacher: list[str] | None = None,
         teacher_weight: float = 0.5,
         teacher_flip: bool = True,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone or BackboneConfig()
@@ -135,6 +139,13 @@ class AgeModule(L.LightningModule):
             init_head_from_cydral(self.model.head)
         elif h.init != "random":
             raise ValueError(f"head.init must be 'random' or 'backbone', got {h.init!r}")
+        if init_from:
+            from faceage.models.pretrained import start_from
+
+            kept = start_from(self.model, init_from)
+            if kept:
+                print(f"model.init_from {init_from}: {len(kept)} tensors it lacks keep their own start ({', '.join(kept[:4])}"
+                      f"{', ...' if len(kept) > 4 else ''})")
         if b.probe_epochs < 0:
             raise ValueError(f"backbone.probe_epochs must be >= 0, got {b.probe_epochs}")
         # L2-SP's anchor: the pretrained weights as built, before any checkpoint is loaded; outside the module tree

@@ -79,3 +79,39 @@ def test_probe_epochs_train_the_head_alone_then_everything(utkface_tree, tmp_pat
     assert all(p.requires_grad for p in module.model.backbone.parameters())
     with pytest.raises(ValueError, match="probe_epochs"):
         _fit(utkface_tree, tmp_path / "bad", {"probe_epochs": -1}, {}, epochs=1)
+
+
+def _saved(tmp_path, name: str, **kwargs):
+    from faceage.models.age_model import AgeModel
+    from faceage.models.config import AgeModelConfig
+    from faceage.models.files import save_module
+
+    torch.manual_seed(1)
+    model = AgeModel(AgeModelConfig.from_kwargs(backbone="resnet18", head="dldl", image_size=32, **kwargs), pretrained=False)
+    save_module(model, model.config, tmp_path / name)
+    return model, tmp_path / name
+
+
+def test_init_from_a_trained_model_copies_its_weights_and_names_what_it_lacks(tmp_path, capsys):
+    from faceage.training.module import AgeModule, BackboneConfig, HeadConfig
+
+    source, folder = _saved(tmp_path, "utk_model", gender=True)
+    module = AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="mean_variance"),
+                       OptimConfig(l2_sp=1.0), race=True, teacher=["start"], init_from=str(folder))
+    state = module.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.state_dict().items() if k in state)
+    assert "race_head.weight" in capsys.readouterr().out  # the head the source lacks keeps its own start
+    # teacher "start" and L2-SP's anchor are the trained model, not the backbone's own start
+    assert torch.equal(module._start[0].state_dict()["head.fc.weight"], source.state_dict()["head.fc.weight"])
+    anchor = module._anchor[0].start
+    assert all(torch.equal(anchor[id(p)], source.state_dict()[n]) for n, p in module.model.named_parameters() if n.startswith("backbone."))
+
+
+def test_init_from_refuses_a_model_of_another_shape_naming_it(tmp_path):
+    from faceage.training.module import AgeModule, BackboneConfig, HeadConfig
+
+    _, folder = _saved(tmp_path, "wide", max_age=80)
+    with pytest.raises(ValueError, match=rf"{folder}: max_age 80 differs"):
+        AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(folder))
+    with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
+        AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(tmp_path / "nothing"))
