@@ -8,6 +8,9 @@ started from the Cydral classifier) in process on each of ``--folds`` folds: Ada
 batch augmentation as ``data.augment``, the best epoch on a tenth of the training faces kept, flip averaging at
 test; ``--folds`` x ``--only-folds`` pick the work. A variant is ``key=value`` pairs: ``ep`` epochs (0: untouched),
 ``lr`` head and ``blr`` backbone rates, ``w`` teacher weight, ``wd`` weight decay, ``bs`` batch size.
+``--start MODEL`` starts every variant from a trained faceage model (``model.init_from``; ages 0-110) instead of the
+untuned net: pretraining on another age dataset, as Pan et al. pretrain on IMDB-WIKI before FG-NET.
+``--old-prints`` makes every stand-in face look like a scanned print too (48 px and back, JPEG quality 40).
 
     python -m benchmarks.studies.small_data_finetune --variants ep=0 "ep=8,lr=1e-3,blr=1e-4,w=0" \
         "ep=8,lr=1e-3,blr=1e-4,w=0.5" --json benchmarks/studies/small_data_finetune.json
@@ -45,6 +48,18 @@ def stand_in(source: str, seed: int = 0) -> tuple[list[str], list[int]]:
         pool = [f for f in files if 10 * decade <= ages[f] < 10 * decade + 10]
         chosen += rng.sample(pool, min(len(pool), count))
     return chosen, [ages[f] for f in chosen]
+
+
+def old_print(image):
+    """``image`` as a scanned print: 48 px and back, then JPEG quality 40."""
+    import io
+
+    from PIL import Image
+
+    small = image.resize((48, 48), Image.BILINEAR).resize(image.size, Image.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=40)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
 def run_variant(spec: str, data: dict, folds: list[np.ndarray], only: list[int]) -> dict:
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", required=True)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--only-folds", type=int, nargs="*", default=None)
+    p.add_argument("--old-prints", action="store_true", help="every face 48 px and back, JPEG 40 (scanned prints)")
+    p.add_argument("--start", default=None, help="a trained model folder to start from (model.init_from)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     import torch
@@ -137,12 +154,19 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     files, ages = stand_in(args.source)
-    base = AgeModel("cydral_resnet10", head="mean_variance", pretrained=True, image_size=64, crop=0.9, min_age=0, max_age=80)
+    base = AgeModel("cydral_resnet10", head="mean_variance", pretrained=True, image_size=64, crop=0.9, min_age=0,
+                    max_age=110 if args.start else 80)
     init_head_from_cydral(base.head)
+    if args.start:
+        from faceage.models.pretrained import start_from
+
+        start_from(base, args.start)
     eval_tf, (train_static, _) = build_eval_transform(base.input_config), _train_static(base.input_config)
     rng = np.random.default_rng(0)
     images = [Image.open(f).convert("RGB") for f in files]
     images = [im.convert("L").convert("RGB") if rng.random() < FGNET_GREY else im for im in images]
+    if args.old_prints:
+        images = [old_print(im) for im in images]
     data = {"model": base, "ages": torch.tensor(ages, dtype=torch.float32),
             "eval": torch.stack([eval_tf(im) for im in images]),
             "train": torch.stack([torch.from_numpy(np.array(train_static(im))).permute(2, 0, 1) for im in images])}
@@ -155,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append({**run_variant(spec, data, folds, only), "wall_seconds": round(time.perf_counter() - start, 1)})
         print(f"{spec}: {results[-1]['mean']}", flush=True)
     if args.json:
-        write_json({"source": args.source, "n_faces": len(files), "folds": args.folds, "results": results}, args.json)
+        write_json({"source": args.source, "start": args.start, "old_prints": args.old_prints, "n_faces": len(files), "folds": args.folds, "results": results}, args.json)
     return 0
 
 

@@ -115,3 +115,18 @@ def test_init_from_refuses_a_model_of_another_shape_naming_it(tmp_path):
         AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(folder))
     with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
         AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(tmp_path / "nothing"))
+
+
+def test_init_from_default_starts_the_fgnet_recipes_network_from_the_bundled_model():
+    """What ``--model.init_from default --model.head.max_age 110`` does to the FG-NET recipe's network."""
+    from safetensors.torch import load_file
+
+    from faceage.models.age_model import AgeModel
+    from faceage.models.config import AgeModelConfig
+    from faceage.models.pretrained import BUNDLED_DIR, start_from
+
+    model = AgeModel(AgeModelConfig.from_kwargs(backbone="cydral_resnet10", head="mean_variance", max_age=110, image_size=64,
+                                                crop=0.9), pretrained=False)
+    assert start_from(model, "default") == []
+    bundled = load_file(str(BUNDLED_DIR / "model.safetensors"))
+    assert all(torch.equal(v, bundled[k].float()) for k, v in model.state_dict().items() if v.is_floating_point())
