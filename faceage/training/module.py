@@ -142,7 +142,10 @@ class AgeModule(L.LightningModule):
         if init_from:
             from faceage.models.pretrained import start_from
 
-            kept = start_from(self.model, init_from)
+            try:
+                kept = start_from(self.model, init_from)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"model.init_from: {e} (testing a checkpoint needs no start: --model.init_from null)") from None
             if kept:
                 print(f"model.init_from {init_from}: {len(kept)} tensors it lacks keep their own start ({', '.join(kept[:4])}"
                       f"{', ...' if len(kept) > 4 else ''})")

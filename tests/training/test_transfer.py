@@ -113,7 +113,7 @@ def test_init_from_refuses_a_model_of_another_shape_naming_it(tmp_path):
     _, folder = _saved(tmp_path, "wide", max_age=80)
     with pytest.raises(ValueError, match=rf"{folder}: max_age 80 differs"):
         AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(folder))
-    with pytest.raises(FileNotFoundError, match="not a faceage model directory"):
+    with pytest.raises(FileNotFoundError, match=r"model.init_from: .*not a faceage model directory.*--model.init_from null"):
         AgeModule(BackboneConfig(name="resnet18", image_size=32), HeadConfig(name="dldl"), init_from=str(tmp_path / "nothing"))
 
 
