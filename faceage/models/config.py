@@ -95,6 +95,27 @@ def read_model_config(path: str | Path) -> dict:
     return validate_model_config(config, path)
 
 
+def config_difference(other: dict, mine: dict, keys: tuple[str, ...] = ("min_age", "max_age")) -> tuple[str, Any, Any] | None:
+    """The first place where a model config ``other`` cannot stand in for ``mine`` (a teacher for its student, a
+    starting model for a recipe): one of ``keys``, or the input's crop, mean or std (compared as floats).
+
+    Returns:
+        ``(name, other's value, mine)`` with input keys named ``input <key>``, or ``None`` when they agree.
+    """
+    for key in keys:
+        if other[key] != mine[key]:
+            return key, other[key], mine[key]
+    for key in ("crop", "mean", "std"):
+        theirs, ours = other["input"].get(key), mine["input"].get(key)
+        if [float(v) for v in _as_list(theirs)] != [float(v) for v in _as_list(ours)]:
+            return f"input {key}", theirs, ours
+    return None
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 # ---- the typed config of an age model ------------------------------------------------------------------------------
 # keys config.json may carry besides the model's own: written by save_pretrained, fit, calibrate, export
 METADATA_KEYS = ("faceage_version", "metrics", "training", "weights_dtype", "onnx", "calibration", "members_from")

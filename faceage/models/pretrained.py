@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -36,20 +35,17 @@ def start_from(model, source: str | Path) -> list[str]:
     """
     from safetensors.torch import load_file
 
+    from faceage.models.config import config_difference
     from faceage.models.files import WEIGHTS_NAME, model_kind, read_directory_config
 
     directory = bundled_model_dir() if str(source) == "default" else Path(source)
     config = read_directory_config(directory)
     if model_kind(config) != "age":
         raise ValueError(f"{directory}: a {model_kind(config)} model; start from one age model (an ensemble's member)")
-    mine = model.config
-    for key in ("backbone", "min_age", "max_age"):
-        if config[key] != mine[key]:
-            raise ValueError(f"{directory}: {key} {config[key]!r} differs from the recipe's {mine[key]!r}")
-    for key in ("crop", "mean", "std"):
-        theirs, ours = (json.loads(json.dumps(c["input"].get(key))) for c in (config, mine))  # tuples as lists
-        if theirs is not None and ours is not None and theirs != ours:
-            raise ValueError(f"{directory}: input {key} {theirs} differs from the recipe's {ours}")
+    difference = config_difference(config, model.config, ("backbone", "min_age", "max_age"))
+    if difference is not None:
+        name, theirs, ours = difference
+        raise ValueError(f"{directory}: {name} {theirs!r} differs from the recipe's {ours!r}")
     weights = load_file(str(directory / WEIGHTS_NAME))
     state = model.state_dict()
     for name, tensor in weights.items():

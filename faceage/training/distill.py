@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage.models.age_model import AgeModel
+from faceage.models.config import config_difference
 from faceage.models.files import load_directory
 
 TEACHER_OUTPUTS = ("distribution", "age", "gender_prob", "race_probs")
@@ -85,18 +86,11 @@ class Teacher(nn.Module):
 
 
 def _check_compatible(teacher: dict, student: dict, source) -> None:
-    for key in ("min_age", "max_age"):
-        if teacher[key] != student[key]:
-            raise ValueError(f"teacher {source}: {key} {teacher[key]} differs from the student's {student[key]}")
-    t_in, s_in = teacher["input"], student["input"]
-    for key in ("crop", "mean", "std"):
-        if list(map(float, _as_list(t_in.get(key)))) != list(map(float, _as_list(s_in.get(key)))):
-            raise ValueError(f"teacher {source}: input {key} {t_in.get(key)} differs from the student's {s_in.get(key)} "
-                             "(teachers may differ from the student in image size only)")
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    difference = config_difference(teacher, student)
+    if difference is not None:
+        name, theirs, ours = difference
+        hint = " (teachers may differ from the student in image size only)" if name.startswith("input") else ""
+        raise ValueError(f"teacher {source}: {name} {theirs} differs from the student's {ours}{hint}")
 
 
 def soft_target_loss(model: AgeModel, out: dict[str, torch.Tensor], soft: dict[str, torch.Tensor], gender_weight: float = 1.0, race_weight: float = 1.0) -> dict[str, torch.Tensor]:
