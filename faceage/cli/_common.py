@@ -100,8 +100,9 @@ or output file, no input images, an output another run is writing); 130 / 143 st
 written are whole: rerun with --resume)."""
 
 
-DETECTOR_HELP = ("blazeface: MediaPipe's BlazeFace in ONNX Runtime, one pass over the whole image (default); hog: "
-                 "dlib's HOG, coarse to fine; cnn: dlib's MMOD CNN (slow on CPU); benchmarks/RESULTS.md compares them")
+DETECTOR_HELP = ("yunet: OpenCV Zoo's YuNet, five landmarks, finds turned, rolled and partly hidden faces (default); "
+                 "blazeface: MediaPipe's BlazeFace with dlib's 68 landmarks; hog: dlib's HOG, coarse to fine; cnn: "
+                 "dlib's MMOD CNN (slow on CPU); benchmarks/RESULTS.md compares them")
 
 
 def add_detector_option(p: argparse.ArgumentParser) -> None:

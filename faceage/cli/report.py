@@ -20,7 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", nargs="?", default=None,
                    help="run folder holding test/test_predictions.csv (or the CSV itself)")
     p.add_argument("--model", default=None, help="model dir / .ckpt to run over --data (and for --sensitivity)")
-    p.add_argument("--data", default=None, help="dataset folder of aligned face chips")
+    p.add_argument("--data", default=None, help="dataset folder of aligned face chips (of photos with --detect)")
+    p.add_argument("--detect", action="store_true",
+                   help="--data holds photos with the labelled face in the middle (FairFace): detect faces and score "
+                        "the one holding the photo's centre")
     p.add_argument("--dataset", default="utkface", help="dataset reader (default: utkface)")
     p.add_argument("--split", choices=SPLITS, default="test", help="which split of --data (split_records, seed 0)")
     p.add_argument("--split-file", default=None, help="a saved split.json to use instead of recomputing the split")
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     """``faceage report``. Exit status 0 on success, 2 on bad arguments or unusable inputs."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from faceage.evaluation.render import assurance_lines, ci_text, flag_lines
+    from faceage.evaluation.render import age_group_line, assurance_lines, ci_text, flag_lines
     from faceage.evaluation.report import (
         build_report,
         find_predictions_csv,
@@ -71,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.engine != "torch":
                 from faceage.inference.predictor import Predictor
 
-                predictor = Predictor(args.model, engine=args.engine, detect=False, batch_size=args.batch_size, workers=args.workers)
+                predictor = Predictor(args.model, engine=args.engine, detect=args.detect, batch_size=args.batch_size,
+                                      workers=args.workers)
             preds, predictor = predict_dataset(args.model, args.data, args.dataset, args.split, args.split_file,
                                                args.max_samples, args.batch_size, args.workers, predictor=predictor,
-                                               progress=progress_wanted(args.progress, args.quiet))
+                                               progress=progress_wanted(args.progress, args.quiet), detect=args.detect)
         if len(preds) == 0:
             raise ValueError("no usable predictions (every image failed)")
         sensitivity = measure_sensitivity(preds, predictor, args.model, args.sensitivity_samples, args.batch_size,
@@ -90,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     o = report["overall"]
-    print(f"n={report['n']} MAE {o['mae']:.2f} (95% CI {ci_text(o['mae_ci'])}) CS@5 {o['cs@5']:.3f}; "
-          f"{len(report['flagged'])} flagged group(s)")
+    if o is not None:
+        print(f"n={o['n']} MAE {o['mae']:.2f} (95% CI {ci_text(o['mae_ci'])}) CS@5 {o['cs@5']:.3f}; "
+              f"{len(report['flagged'])} flagged group(s)")
+    for line in age_group_line(report.get("age_groups")):
+        print(line)
     for line in assurance_lines(report.get("assurance")):
         print(f"  {line}")
     flags = flag_lines(report)

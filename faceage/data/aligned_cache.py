@@ -35,7 +35,7 @@ from faceage.data.detectors import DEFAULT_DETECTOR
 from faceage.data.records import FaceRecord
 
 ALIGN_MODES = ("auto", "always", "never")
-FORMAT = 1  # bump when the chip a photo gives changes for the same settings
+FORMAT = 2  # bump when the chip a photo gives changes for the same settings (2: the middle face before the largest)
 CHIP_MAX_SIDE = 256  # square images up to this side count as chips (UTKFace's and the shared AAF's are 200 px)
 SQUARE_TOLERANCE = 0.02  # |w - h| / max(w, h) of a "square" image
 SAMPLE_SIZE = 64  # images whose header ``auto`` reads to decide
@@ -275,11 +275,14 @@ def _align_one(job: _Job) -> tuple[str | None, str]:
 
 def _choose_face(image, points: np.ndarray | None, settings: AlignSettings):
     """The labelled face: with landmark points, the detected face overlapping their box (else the box itself, aligned
-    by the landmark model); without, the largest detected face."""
+    by the landmark model); without, the face holding the photo's centre (:func:`faceage.data.boxes.middle_face`:
+    FairFace's photos show others beside the labelled person), else the largest detected face."""
+    from faceage.data.boxes import middle_face
+
     detector = _detector(settings)
     faces = detector.detect(image)
     if points is None:
-        return (faces[0], "detected") if faces else (None, "")
+        return ((middle_face(faces, image.size) or faces[0]), "detected") if faces else (None, "")
     box = points_box(points, image.width, image.height)
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         return (faces[0], "detected") if faces else (None, "")

@@ -42,14 +42,13 @@ class BatchAugment(torch.nn.Module):
 
     Args:
         input_config: the model's input config (``image_size``, ``crop``, ``mean``, ``std``).
-        augment: the same :class:`AugmentConfig` the per-sample path reads (``erasing`` is not supported here).
+        augment: the same :class:`AugmentConfig` the per-sample path reads; ``erasing`` hides one rectangle of each
+            chosen face (torchvision's ``RandomErasing`` ranges: 2-33% of the face, aspect 0.3-3.3) behind noise.
     """
 
     def __init__(self, input_config: dict, augment: AugmentConfig | None = None) -> None:
         super().__init__()
         self.aug = augment or AugmentConfig()
-        if self.aug.erasing:
-            raise ValueError("data.augment.erasing is supported by per-sample augmentation only (data.augment_on: sample)")
         self.size = int(input_config["image_size"])
         self.full = train_chip_size(input_config)
         self.register_buffer("mean", torch.tensor(list(input_config["mean"]), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -152,4 +151,24 @@ class BatchAugment(torch.nn.Module):
         x = self._colour(x, g)
         if self.aug.photo_effects():
             x = self._photo(x, g)
+        if self.aug.erasing:
+            x = self._erase(x, g)
         return (x - self.mean) / self.std
+
+    def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """A hand, a cup or another head in front of the face: with probability ``erasing`` one rectangle per face,
+        each its own size, shape and place, filled with uniform noise. Written out because torchvision's
+        ``RandomErasing`` draws one rectangle for a whole batch."""
+        n, _, h, w = x.shape
+        area = h * w * (0.02 + 0.31 * torch.rand(n, generator=g))
+        aspect = torch.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * torch.rand(n, generator=g))
+        eh = (area * aspect).sqrt().clamp(1, h)
+        ew = (area / aspect).sqrt().clamp(1, w)
+        top = (h - eh) * torch.rand(n, generator=g)
+        left = (w - ew) * torch.rand(n, generator=g)
+        rows = torch.arange(h).view(1, h, 1)
+        cols = torch.arange(w).view(1, 1, w)
+        inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+                  & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
+        mask = (inside & (torch.rand(n, generator=g) < self.aug.erasing).view(n, 1, 1)).unsqueeze(1).to(x.device)
+        return torch.where(mask, torch.rand(x.shape, generator=g).to(x), x)

@@ -1,4 +1,4 @@
-"""Box geometry shared by the detectors and the video tracker."""
+"""Box geometry shared by the detectors, the video tracker and the choice of a photo's labelled face."""
 
 from __future__ import annotations
 
@@ -17,3 +17,20 @@ def iou(a, b) -> float:
         return 0.0
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def middle_face(faces: list, size: tuple[int, int]) -> object | None:
+    """The face of a photo labelled for one face in its middle (FairFace's convention, and a centred crop's): the face
+    whose box holds the photo's centre, the one whose box centre is nearest where several do.
+
+    Args:
+        faces: objects with a ``box`` ``(left, top, right, bottom)`` (a detector's ``Face``, a ``FaceResult``).
+        size: the photo's ``(width, height)``.
+
+    Returns:
+        That face, or ``None`` when no box holds the centre.
+    """
+    cx, cy = size[0] / 2, size[1] / 2
+    holding = [(abs((f.box[0] + f.box[2]) / 2 - cx) + abs((f.box[1] + f.box[3]) / 2 - cy), i)
+               for i, f in enumerate(faces) if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]]
+    return faces[min(holding)[1]] if holding else None

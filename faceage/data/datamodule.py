@@ -150,8 +150,6 @@ class AgeDataModule(L.LightningDataModule):
             raise ValueError(f"data.augment_on must be 'batch' or 'sample', got {augment_on!r}")
         if augment_on == "sample" and self.augment.photo_effects():
             raise ValueError("data.augment: sepia, blur, low_res, jpeg, color_cast and noise need data.augment_on: batch")
-        if augment_on == "batch" and self.augment.erasing:
-            raise ValueError("data.augment.erasing needs data.augment_on: sample (batch augmentation has no erasing)")
         self.augment_on = augment_on
         self.batch_augment = None
         try:

@@ -33,9 +33,10 @@ def cache_mode(cache: bool | str) -> str:
 
 
 class FaceDataset(Dataset):
-    """Records -> ``{"image": (3,S,S), "age": float, "gender": int (-1 unknown), "race": int, "index": int,
-    "source": int}`` (plus ``"seed"``, the item's augmentation seed, when the sampler gives one). ``source`` is the
-    position of the record's dataset in ``sources`` (-1 when absent).
+    """Records -> ``{"image": (3,S,S), "age": float, "age_low": float, "age_high": float, "gender": int (-1 unknown),
+    "race": int, "index": int, "source": int}`` (plus ``"seed"``, the item's augmentation seed, when the sampler gives
+    one). ``age_low``/``age_high`` are the bounds of an age-group label, both equal to ``age`` for an exact age.
+    ``source`` is the position of the record's dataset in ``sources`` (-1 when absent).
 
     Unreadable images yield ``None`` (dropped by :func:`collate_skip_none`) and are logged once with the file
     name and the problem, so one bad file never stops a run.
@@ -133,9 +134,12 @@ class FaceDataset(Dataset):
                 self.failed[rec.path] = e.problem
                 log.warning("skipping %s", e)
             return None
+        age = float(rec.age if rec.age is not None else -1)
         return {
             "image": self._tensor(img),
-            "age": float(rec.age if rec.age is not None else -1),
+            "age": age,
+            "age_low": float(rec.age_low) if rec.is_grouped else age,
+            "age_high": float(rec.age_high) if rec.is_grouped else age,
             "gender": -1 if rec.gender is None else int(rec.gender),
             "race": -1 if rec.race is None else int(rec.race),
             "index": index,

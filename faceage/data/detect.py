@@ -1,9 +1,12 @@
 """Face detection and alignment: photos in, UTKFace-like aligned face chips out (:class:`FaceDetector`).
 
-The default detector is MediaPipe's BlazeFace (:mod:`faceage.data.blazeface`): one pass over the whole image, its
-boxes mapped to the box HOG would draw (:mod:`faceage.data.blazeface_boxes`), weak hits confirmed by HOG on their
-aligned chip (:mod:`faceage.data.hog`), then dlib's 68-point alignment (:mod:`faceage.data.alignment`).
-``detector="hog"`` runs dlib's HOG frontal face detector coarse to fine, ``"cnn"`` dlib's MMOD CNN. Detection runs
+The default detector is OpenCV Zoo's YuNet (:mod:`faceage.data.yunet`): one pass over the whole image, faces turned
+to profile, rolled or partly hidden found with five landmarks, rolled faces refitted upright, and each chip cut by a
+similarity transform of those five points onto where they lie in UTKFace's chips. ``detector="blazeface"`` runs
+MediaPipe's BlazeFace (:mod:`faceage.data.blazeface`): its boxes mapped to the box HOG would draw
+(:mod:`faceage.data.blazeface_boxes`), weak hits confirmed by HOG on their aligned chip (:mod:`faceage.data.hog`),
+then dlib's 68-point alignment (:mod:`faceage.data.alignment`). ``detector="hog"`` runs dlib's HOG frontal face
+detector coarse to fine, ``"cnn"`` dlib's MMOD CNN. Detection runs
 on a copy at most :data:`MAX_DETECT_SIDE` pixels wide; landmarks and chips use the full resolution.
 
 ``benchmarks/detection.py`` measures the detectors (``benchmarks/RESULTS.md``, "Detection on photos"). Every name of
@@ -18,7 +21,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from faceage.data import alignment, blazeface_boxes, hog
+from faceage.data import alignment, blazeface_boxes, hog, yunet
 from faceage.data.alignment import (
     FIVE_POINT_SHIFT,
     FIVE_POINT_UTK_PADDING,
@@ -82,9 +85,11 @@ class FaceDetector:
     safe to share between threads), so constructing a ``FaceDetector`` is free.
 
     Args:
-        detector: ``"blazeface"`` (the default, :data:`faceage.data.detectors.DEFAULT_DETECTOR`: MediaPipe's
-            BlazeFace, :mod:`faceage.data.blazeface`, one pass over the whole image, its boxes mapped to HOG's
-            framing for the landmarks and close-ups fitted from HOG's own box), ``"hog"`` (dlib's frontal face
+        detector: ``"yunet"`` (the default, :data:`faceage.data.detectors.DEFAULT_DETECTOR`: OpenCV Zoo's YuNet,
+            :mod:`faceage.data.yunet`, five landmarks per face, rolled faces refitted upright, chips cut from the five
+            points; ``landmark_model``, ``threshold``, ``verify_below`` and ``thorough`` do not apply to it),
+            ``"blazeface"`` (MediaPipe's BlazeFace, :mod:`faceage.data.blazeface`, one pass over the whole image, its
+            boxes mapped to HOG's framing for the landmarks and close-ups fitted from HOG's own box), ``"hog"`` (dlib's frontal face
             detector, coarse to fine; finds 64-px faces more often, at half the speed) or ``"cnn"`` (dlib's MMOD,
             slow on CPU, finds more non-frontal faces).
         chip_size: side of the aligned chips in pixels.
@@ -147,6 +152,9 @@ class FaceDetector:
         alignment.shape_predictor(self.landmark_model)
         if self.verify_below is not None and not self.thorough:
             alignment.shape_predictor(68)  # the chip check's landmarks
+        if self.detector == "yunet":
+            yunet.load()  # its own five points align the chip: no HOG check
+            return self
         if self.detector == "blazeface":
             from faceage.data import blazeface
 
@@ -203,6 +211,8 @@ class FaceDetector:
                 retry: bool = False) -> list[Face]:
         small, factor = alignment.downscale(image, max_side or self.max_side)
         arr = np.asarray(image)
+        if self.detector == "yunet":
+            return self._yunet(arr, small, factor)
         faces = []
         for hit in self._find(small, fine, retry):
             rect = alignment.scale_rect(hit.rect, factor)
@@ -255,6 +265,23 @@ class FaceDetector:
             if found:
                 return found
         return self._verified(arr, self._hog_scaled(arr, min(FINE_SCALE, 2.0 ** self.upsample)))
+
+    def _yunet(self, arr: np.ndarray, small: np.ndarray, factor: float) -> list[Face]:
+        """YuNet's faces in ``small`` (``arr`` downscaled by ``factor``), each chip cut from ``arr`` by its five points
+        (:func:`faceage.data.yunet.cut_chip`). The landmarks keep dlib's 5-point layout: each eye's two corners are
+        its centre, the nose base is the nose tip."""
+        faces = []
+        for box, score, points in yunet.detect(small):
+            box = tuple(v * factor for v in box)
+            if min(box[2] - box[0], box[3] - box[1]) < self.min_face:
+                continue
+            points, _ = yunet.upright(arr, box, points * factor, score)
+            chip = yunet.cut_chip(arr, points, self.chip_size, self.padding)
+            left, top, right, bottom = (round(v) for v in box)
+            clipped = (max(0, left), max(0, top), min(arr.shape[1], right), min(arr.shape[0], bottom))
+            landmarks = points[[1, 1, 0, 0, 2]]
+            faces.append(Face(box=clipped, landmarks=landmarks, score=score, chip=chip))
+        return faces
 
     def _blazeface(self, arr: np.ndarray, fine: bool = True, retry: bool = False) -> list[_Hit]:
         """BlazeFace boxes as the HOG-like boxes dlib's landmark model was trained from (see BLAZE_TO_HOG), with

@@ -266,7 +266,7 @@ def prepare_images(records_or_paths, out_dir: str | os.PathLike, detector: str =
         records_or_paths: ``FaceRecord``-like objects (with ``.path``), image paths, or folders (searched
             recursively), or one path/folder.
         out_dir: folder for the chips and ``manifest.jsonl``; created if missing.
-        detector: ``"blazeface"`` (the default), ``"hog"`` or ``"cnn"`` (:data:`faceage.data.detectors.DETECTORS`).
+        detector: ``"yunet"`` (the default), ``"blazeface"``, ``"hog"`` or ``"cnn"`` (:data:`faceage.data.detectors.DETECTORS`).
         chip_size: chip side in pixels.
         padding: alignment padding; the default reproduces UTKFace's chips.
         workers: worker processes (1 runs in this process).

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 GENDERS = ("male", "female")  # UTKFace coding: 0 male, 1 female
 RACES = ("white", "black", "asian", "indian", "others")  # UTKFace coding 0..4
 MIN_VALID_AGE, MAX_VALID_AGE = 0, 120
+# an open group ("70+") has MAX_VALID_AGE as its top; its representative age takes this top instead (70+ -> 80)
+OPEN_GROUP_TOP = 90
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class FaceRecord:
         subject: identity id where the dataset has one (FG-NET, CACD, AAF), used for subject-exclusive splits.
         apparent_age: APPA-REAL's mean apparent age, when known.
         source: the dataset the record came from (its label in a multi-dataset recipe), ``None`` when single.
+        age_low: for a face labelled with an age *group*, the group's first year (inclusive); ``None`` for an exact age.
+        age_high: the group's last year (inclusive; ``MAX_VALID_AGE`` for an open group such as "70+"), ``None`` for an
+            exact age. A grouped record's ``age`` is the group's representative age (:func:`group_age`), so code that
+            needs one number still has one; code that scores or trains on groups reads the bounds.
     """
 
     path: str
@@ -32,9 +38,37 @@ class FaceRecord:
     subject: str | None = None
     apparent_age: float | None = None
     source: str | None = None
+    age_low: float | None = None
+    age_high: float | None = None
+
+    @property
+    def is_grouped(self) -> bool:
+        """Whether the label is an age group (``age_low``/``age_high`` set) rather than an exact age."""
+        return self.age_low is not None and self.age_high is not None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def group_age(low: float, high: float) -> float:
+    """The representative age of the group ``[low, high]``: its middle, an open group's top taken as ``OPEN_GROUP_TOP``
+    (an open group starting above that top gets its first year).
+
+    >>> group_age(20, 29), group_age(70, MAX_VALID_AGE)
+    (24.5, 80.0)
+    """
+    return (low + min(high, max(OPEN_GROUP_TOP, low))) / 2
+
+
+def group_name(low: float, high: float) -> str:
+    """A group's display name: ``"20-29"``, ``"70+"`` for an open group (``high >= MAX_VALID_AGE``), ``"35"`` for one year.
+
+    >>> group_name(20, 29), group_name(70, MAX_VALID_AGE), group_name(35, 35)
+    ('20-29', '70+', '35')
+    """
+    if high >= MAX_VALID_AGE:
+        return f"{low:g}+"
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 @dataclass

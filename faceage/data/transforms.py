@@ -29,7 +29,7 @@ class AugmentConfig:
         scale: max zoom in/out fraction (random crop size).
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
         grayscale: probability of converting to greyscale.
-        erasing: probability of random erasing (cutout) on the tensor.
+        erasing: probability of hiding one random rectangle of the face (occlusion by a hand, a cup, another head).
         sepia: probability of a sepia tone (old prints).
         blur: probability of a Gaussian blur (sigma 0.4-1.5 network-input pixels: focus, motion, scanning).
         low_res: probability of a down- and up-sampling to 30-70% of the side (small faces in large photos).

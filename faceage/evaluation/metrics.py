@@ -5,8 +5,9 @@ whole prediction set and breaks them down by true-age band, gender and race, as 
 
 Every function returns plain Python ``int`` / ``float`` / ``None`` / ``dict`` / ``list`` values, so a result
 can be written with :func:`save_json` unchanged. :func:`evaluate_predictions` lives here; the parts it is built
-from live in :mod:`.groups` (inputs, bands, group codes), :mod:`.age_metrics`, :mod:`.classification` (gender,
-race), :mod:`.summary_stats` (folds, bootstrap) and :mod:`.json_io`, and are importable from here too.
+from live in :mod:`.groups` (inputs, bands, group codes), :mod:`.age_metrics`, :mod:`.age_groups` (faces labelled
+with an age group), :mod:`.classification` (gender, race), :mod:`.summary_stats` (folds, bootstrap) and
+:mod:`.json_io`, and are importable from here too.
 
 Group codes follow ``faceage.data.records``: gender 0 male, 1 female; race 0..4 (``RACES``). A group value
 may be ``None``, ``-1``, NaN or anything outside the code range: such samples count as *unknown* and are left
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from faceage.data.records import GENDERS, RACES
+from faceage.evaluation.age_groups import group_metrics, signed_years_outside
 from faceage.evaluation.age_metrics import CS_THRESHOLDS, age_metrics, by_group, group_summary, interval_metrics
 from faceage.evaluation.classification import FEMALE, gender_metrics, race_metrics, rank_average, roc_auc
 from faceage.evaluation.groups import (
@@ -51,12 +53,14 @@ __all__ = [
     "evaluate_predictions",
     "gender_metrics",
     "group_codes",
+    "group_metrics",
     "group_summary",
     "interval_metrics",
     "race_metrics",
     "rank_average",
     "roc_auc",
     "save_json",
+    "signed_years_outside",
     "summarize_folds",
     "to_jsonable",
 ]
@@ -71,8 +75,13 @@ def evaluate_predictions(
     gender_prob: ArrayLike | None = None,
     intervals: ArrayLike | None = None,
     race_pred: ArrayLike | None = None,
+    group_low: ArrayLike | None = None,
+    group_high: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """All metrics of one prediction set, overall and by group.
+
+    Faces labelled with an age group (``group_low``/``group_high`` not NaN) are scored by :func:`group_metrics`
+    under ``"age_groups"``; every other key is computed on the exact-age faces only, and is absent when there is none.
 
     Args:
         pred: predicted ages, shape (N,).
@@ -84,6 +93,8 @@ def evaluate_predictions(
         gender_prob: predicted P(female), shape (N,).
         intervals: prediction intervals ``[low, high]``, shape (N, 2).
         race_pred: predicted race codes 0..4 (or names), shape (N,).
+        group_low: true age group's first year per face, shape (N,), NaN for a face with an exact age.
+        group_high: true age group's last year per face, shape (N,), NaN for a face with an exact age.
 
     Returns:
         A dict with
@@ -96,11 +107,15 @@ def evaluate_predictions(
         - ``"gender"`` (when gender predictions are given and ``gender`` is): :func:`gender_metrics`.
         - ``"race"`` (when race predictions are given and ``race`` is): :func:`race_metrics`.
         - ``"interval_coverage"``, ``"interval_mean_width"`` (when ``intervals`` is given).
+        - ``"age_groups"`` (when some faces carry a group): :func:`group_metrics` of those faces.
+        - ``"n_exact"``, ``"n_grouped"`` (when group bounds are given): how many faces each part is computed on.
 
     Raises:
         ValueError: on inconsistent lengths or invalid values; if gender (race) predictions are given without
             true ``gender`` (``race``).
     """
+    if group_low is not None or group_high is not None:
+        return _evaluate_with_groups(pred, true, gender, race, gender_pred, gender_prob, intervals, race_pred, group_low, group_high)
     p, t = check_pair(pred, true)
     n = p.size
     band = age_band_index(t)
@@ -132,4 +147,32 @@ def evaluate_predictions(
         result["race"] = race_metrics(r, group_codes(race_pred, RACES, n), g, band)
     if intervals is not None:
         result.update(interval_metrics(intervals, t))
+    return result
+
+
+def _evaluate_with_groups(pred: ArrayLike, true: ArrayLike, gender: ArrayLike | None, race: ArrayLike | None,
+                          gender_pred: ArrayLike | None, gender_prob: ArrayLike | None, intervals: ArrayLike | None,
+                          race_pred: ArrayLike | None, group_low: ArrayLike | None, group_high: ArrayLike | None) -> dict[str, Any]:
+    """:func:`evaluate_predictions` of a set where some faces carry an age group: exact-age metrics on the others."""
+    p = check_ages(pred, "pred")
+    n = p.size
+    if group_low is None or group_high is None:
+        raise ValueError("age groups need both group_low and group_high")
+    low, high = np.asarray(group_low, dtype=np.float64).reshape(-1), np.asarray(group_high, dtype=np.float64).reshape(-1)
+    if not low.size == high.size == n:
+        raise ValueError(f"group_low and group_high must have {n} values, got {low.size} and {high.size}")
+    if np.any(np.isnan(low) != np.isnan(high)):
+        raise ValueError("group_low and group_high must be NaN for the same faces (exact ages)")
+    exact = np.isnan(low)
+
+    def part(values: ArrayLike | None) -> np.ndarray | None:
+        return None if values is None else np.asarray(values)[exact]
+
+    result: dict[str, Any] = {}
+    if exact.any():
+        result = evaluate_predictions(p[exact], np.asarray(true, dtype=np.float64).reshape(-1)[exact], part(gender),
+                                      part(race), part(gender_pred), part(gender_prob), part(intervals), part(race_pred))
+    if (~exact).any():
+        result["age_groups"] = group_metrics(p[~exact], low[~exact], high[~exact])
+    result["n_exact"], result["n_grouped"] = int(exact.sum()), int((~exact).sum())
     return result

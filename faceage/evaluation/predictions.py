@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class Predictions:
         p_over: ``{N: P(age >= N) per face}`` for the over-N checks reported, or ``None``.
         thresholds: ``{N: threshold of the model's fitted over-N policy}``.
         level: the nominal coverage of the intervals.
+        group_low: the true age group's first year per face, shape (N,), NaN for a face with an exact age; ``None``
+            when no face carries a group (``age_true`` then holds a grouped face's representative age).
+        group_high: the true age group's last year per face, shape (N,), NaN for an exact age.
     """
 
     files: list[str]
@@ -54,9 +57,27 @@ class Predictions:
     p_over: dict[int, np.ndarray] | None = None
     thresholds: dict[int, float] | None = None
     level: float | None = None
+    group_low: np.ndarray | None = None
+    group_high: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def grouped(self) -> np.ndarray:
+        """Which faces carry an age group rather than an exact age: bool, shape (N,)."""
+        if self.group_low is None:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isnan(self.group_low)
+
+    def select(self, mask: np.ndarray) -> Predictions:
+        """The predictions of the faces where ``mask`` (bool, shape (N,)) is true; the rest of the fields kept."""
+        idx = np.flatnonzero(mask)
+        take = lambda a: None if a is None else a[idx]
+        return replace(self, files=[self.files[i] for i in idx], age_true=self.age_true[idx], age_pred=self.age_pred[idx],
+                       gender=self.gender[idx], race=self.race[idx], gender_prob=take(self.gender_prob), race_pred=take(self.race_pred),
+                       age_low=take(self.age_low), age_high=take(self.age_high), group_low=take(self.group_low),
+                       group_high=take(self.group_high),
+                       p_over=None if self.p_over is None else {k: v[idx] for k, v in self.p_over.items()})
 
 
 def find_predictions_csv(run_dir: str | Path) -> Path:
@@ -108,6 +129,7 @@ def read_predictions_csv(path: str | Path) -> Predictions:
         path: CSV with ``file``, ``age_true``, ``age_pred`` and optionally ``gender_true``/``gender``,
             ``race_true``/``race`` (codes or names) and ``gender_prob`` (P(female)). Gender and race missing
             from the columns are parsed from UTKFace file names (``AGE_GENDER_RACE_...``) where possible.
+            ``group_low``/``group_high`` (blank for an exact age) give the true age group of faces labelled with one.
 
     Returns:
         The predictions.
@@ -131,6 +153,9 @@ def read_predictions_csv(path: str | Path) -> Predictions:
         pred = np.array([float(r["age_pred"]) for r in rows])
         gcol = _column(header, "gender_prob", "gender_p_female")
         gprob = np.array([float(r[gcol]) for r in rows]) if gcol else None
+        bounds = None
+        if "group_low" in header and "group_high" in header:
+            bounds = [np.array([float(r[c]) if r[c] else np.nan for r in rows]) for c in ("group_low", "group_high")]
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     n = len(rows)
@@ -141,7 +166,10 @@ def read_predictions_csv(path: str | Path) -> Predictions:
     notes = []
     if from_names is not None:
         notes.append("gender/race labels parsed from UTKFace-style file names")
-    return Predictions(files, true, pred, gender.astype(np.int64), race.astype(np.int64), gprob, str(path), notes=notes)
+    preds = Predictions(files, true, pred, gender.astype(np.int64), race.astype(np.int64), gprob, str(path), notes=notes)
+    if bounds is not None and not np.all(np.isnan(bounds[0])):
+        preds.group_low, preds.group_high = bounds
+    return preds
 
 
 def select_records(records: Sequence[Any], split: str = "test", seed: int = 0, split_file: str | Path | None = None) -> list[Any]:
@@ -161,6 +189,18 @@ def select_records(records: Sequence[Any], split: str = "test", seed: int = 0, s
     return [records[i] for i in idx[split]]
 
 
+def labelled_face(path: str, faces: list) -> Any | None:
+    """:func:`faceage.data.boxes.middle_face` of the photo at ``path`` (its size read from the file's header)."""
+    from PIL import Image
+
+    from faceage.data.boxes import middle_face
+
+    if not faces:
+        return None
+    with Image.open(path) as im:
+        return middle_face(faces, im.size)
+
+
 def predict_dataset(
     model: str | Path | None,
     data: str | Path,
@@ -172,8 +212,10 @@ def predict_dataset(
     workers: int | None = None,
     predictor: Any = None,
     progress: bool = False,
+    detect: bool = False,
 ) -> tuple[Predictions, Any]:
-    """Runs a model (``Predictor(detect=False)``: the dataset holds aligned chips) over one split of a dataset.
+    """Runs a model over one split of a dataset: on each image as one aligned chip (``Predictor(detect=False)``), or
+    with ``detect`` on each photo's labelled face, the one in the middle (:func:`faceage.data.boxes.middle_face`).
 
     Args:
         model: model directory / checkpoint (``None``: the bundled model); ignored when ``predictor`` is given.
@@ -186,6 +228,8 @@ def predict_dataset(
         workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         predictor: an existing predictor to use.
         progress: a progress bar on stderr (faces per second, ETA).
+        detect: the images are photos (FairFace's, say): detect every face and score the one in the middle; a photo
+            where no face holds the middle counts as failed.
 
     Returns:
         ``(predictions, predictor)``.
@@ -200,27 +244,30 @@ def predict_dataset(
         records = [records[i] for i in keep]
     if not records:
         raise ValueError(f"{data}: no {dataset} records in split {split!r}")
-    predictor = predictor or Predictor(model, detect=False, batch_size=batch_size, workers=workers)
+    predictor = predictor or Predictor(model, detect=detect, batch_size=batch_size, workers=workers)
     calibration = getattr(predictor, "calibration", None)
     policies = {int(k): float(v["threshold"]) for k, v in (calibration.config.get("verify", {}) if calibration else {}).items()}
     overs = sorted(policies) or [18]
     lows, highs, p_over = [], [], {n: [] for n in overs}
-    files, true, pred, gender, race, gprob, rpred = [], [], [], [], [], [], []
+    files, true, pred, gender, race, gprob, rpred, group_low, group_high = [], [], [], [], [], [], [], [], []
     n_failed = 0
     from faceage.inference.progress import progress_bar
 
     bar = progress_bar(len(records), "face", progress, "predict")
     for rec, result in zip(records, predictor.predict_files([r.path for r in records]), strict=True):
         bar.update(1)
-        if result.error or not result.faces:
+        face = labelled_face(result.path, result.faces) if detect and not result.error else (
+            result.faces[0] if result.faces and not result.error else None)
+        if face is None:
             n_failed += 1
             continue
-        face = result.faces[0]
         files.append(rec.path)
         true.append(rec.age)
         pred.append(face.age)
         gender.append(-1 if rec.gender is None else rec.gender)
         race.append(-1 if rec.race is None else rec.race)
+        group_low.append(rec.age_low if rec.is_grouped else np.nan)
+        group_high.append(rec.age_high if rec.is_grouped else np.nan)
         if face.gender is not None:
             gprob.append(face.gender_p if face.gender == "female" else 1.0 - face.gender_p)
         if face.race is not None:
@@ -238,6 +285,8 @@ def predict_dataset(
         f"{model or 'bundled model'} on {dataset} {data} ({split})", n_failed,
         race_pred=np.asarray(rpred, np.int64) if rpred and len(rpred) == len(files) else None,
     )
+    if files and not np.all(np.isnan(group_low)):
+        preds.group_low, preds.group_high = np.asarray(group_low, float), np.asarray(group_high, float)
     if lows and len(lows) == len(files):
         preds.age_low, preds.age_high = np.asarray(lows, float), np.asarray(highs, float)
         preds.level = getattr(predictor, "level", None)

@@ -23,6 +23,7 @@ def ci_text(ci: Sequence[float], fmt: str = ".2f") -> str:
 
 AGE_COLUMNS = ("group", "n", "MAE", "MAE 95% CI", "CS@5", "CS@5 95% CI", "bias", "flag")
 GENDER_COLUMNS = ("group", "n", "accuracy", "95% CI", "flag")
+AGE_GROUP_COLUMNS = ("age group", "n", "inside", "years outside", "bias")
 SENSITIVITY_COLUMNS = ("condition", "n", "MAE", "ΔMAE", "CS@5", "bias", "mean |shift|", "gender acc.")
 COVERAGE_COLUMNS = ("group", "n", "coverage", "95% CI", "mean width")
 DECISION_COLUMNS = ("group", "n minors", "FPR (minors pass)", "95% CI", "n adults", "referral (adults)", "95% CI")
@@ -78,7 +79,9 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
     """Every table of the report as ``(title, columns, rows of cells, flagged per row)``."""
     out = []
     o = report["overall"]
-    out.append(("Overall", AGE_COLUMNS, [_age_cells({"group": "all", "flagged": False, **o})], [False]))
+    if o is not None:
+        out.append(("Overall", AGE_COLUMNS, [_age_cells({"group": "all", "flagged": False, **o})], [False]))
+    out += _age_group_sections(report.get("age_groups"))
     for section, rows in report["groups"].items():
         out.append((f"Age error by {section}", AGE_COLUMNS, [_age_cells(r) for r in rows], [r["flagged"] for r in rows]))
     gender = report.get("gender")
@@ -100,14 +103,34 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[
     return out
 
 
+def _age_group_sections(groups: Mapping[str, Any] | None) -> list[tuple[str, Sequence[str], list[list[str]], list[bool]]]:
+    """The table of faces labelled with age groups (:func:`faceage.evaluation.age_groups.group_metrics`), if any."""
+    if not groups:
+        return []
+    cells = lambda name, r: [name, str(r["n"]), f"{r['inside']:.3f}", f"{r['years_outside']:.2f}", f"{r['bias']:+.2f}"]
+    rows = [cells("all", groups)] + [cells(name, r) for name, r in groups["by_group"].items()]
+    return [("Age groups (predicted age inside the labelled group)", AGE_GROUP_COLUMNS, rows, [False] * len(rows))]
+
+
+def age_group_line(groups: Mapping[str, Any] | None) -> list[str]:
+    """The headline of the faces labelled with age groups, one line; none without them."""
+    if not groups:
+        return []
+    return [(f"Age groups: {groups['inside']:.1%} of {groups['n']} faces predicted inside their group, "
+             f"{groups['years_outside']:.2f} years outside on average, bias {groups['bias']:+.2f} years")]
+
+
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """The report's headline figures, one line each (what ``faceage report`` prints)."""
     o = report["overall"]
     lines = [
         f"Source: {report['source']}",
         f"Samples: {report['n']}" + (f" ({report['n_failed']} unreadable, left out)" if report["n_failed"] else ""),
-        f"Overall MAE {o['mae']:.2f} (95% CI {ci_text(o['mae_ci'])}), CS@5 {o['cs@5']:.3f}, bias {o['bias']:+.2f} years",
     ]
+    if o is not None:
+        exact = f" ({o['n']} with an exact age)" if o["n"] != report["n"] else ""
+        lines.append(f"Overall MAE {o['mae']:.2f} (95% CI {ci_text(o['mae_ci'])}), CS@5 {o['cs@5']:.3f}, bias {o['bias']:+.2f} years{exact}")
+    lines += age_group_line(report.get("age_groups"))
     if report.get("gender"):
         g = report["gender"]["overall"]
         lines.append(f"Gender accuracy {g['accuracy']:.3f} (95% CI {ci_text(g['accuracy_ci'], '.3f')}, n={g['n']})")

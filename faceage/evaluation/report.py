@@ -11,7 +11,8 @@ Two sources of predictions:
   ``Predictor(detect=False)`` on the split that :func:`faceage.data.splits.split_records` (seed 0) gives.
 
 The report has MAE and CS@5 by age band, gender and race and their crossings, each with its count and a
-bootstrap 95% CI; groups whose MAE CI lies wholly above the overall MAE (with ``n >= 10``) are flagged. Gender
+bootstrap 95% CI (on the faces with an exact age; faces labelled with an age group, such as FairFace's, are scored by
+:func:`~faceage.evaluation.age_groups.group_metrics` in their own section); groups whose MAE CI lies wholly above the overall MAE (with ``n >= 10``) are flagged. Gender
 accuracy is broken down by race and age band the same way. ``--sensitivity`` adds the metrics under controlled
 image changes (:mod:`faceage.evaluation.sensitivity`).
 
@@ -56,12 +57,35 @@ def build_report(preds: Predictions, n_boot: int = 1000, seed: int = 0, min_flag
 
     Returns:
         ``{"source", "n", "n_failed", "notes", "overall", "metrics", "groups", "flagged", "gender",
-        "sensitivity"}``: ``overall`` is :func:`age_group_row` of all samples, ``metrics`` the full
-        :func:`evaluate_predictions` result, ``groups`` :func:`age_group_tables`, ``flagged`` the flagged rows
-        of all sections (worst first), ``gender`` :func:`gender_tables`.
+        "sensitivity", "assurance", "age_groups"}``: ``overall`` is :func:`age_group_row` of the exact-age samples,
+        ``metrics`` the full :func:`evaluate_predictions` result, ``groups`` :func:`age_group_tables`, ``flagged`` the
+        flagged rows of all sections (worst first), ``gender`` :func:`gender_tables`, ``age_groups``
+        :func:`~faceage.evaluation.age_groups.group_metrics` of the faces labelled with an age group. Without
+        exact-age samples ``overall`` and ``assurance`` are ``None`` and ``groups`` is empty; without grouped ones
+        ``age_groups`` is ``None``.
     """
     if len(preds) == 0:
         raise ValueError("no predictions to report on")
+    grouped = preds.grouped()
+    metrics = evaluate_predictions(preds.age_pred, preds.age_true, gender=preds.gender, race=preds.race,
+                                   gender_prob=preds.gender_prob if np.any(preds.gender >= 0) else None,
+                                   race_pred=preds.race_pred, group_low=preds.group_low, group_high=preds.group_high)
+    exact = preds.select(~grouped) if grouped.any() else preds
+    if len(exact) == 0:  # age groups only: no age error to tabulate; gender still scored on every face
+        return {
+            "source": preds.source, "n": len(preds), "n_failed": preds.n_failed, "notes": list(preds.notes),
+            "min_flag_n": min_flag_n, "n_boot": n_boot, "overall": None, "metrics": metrics, "groups": {}, "flagged": [],
+            "gender": gender_tables(preds, n_boot, seed, min_flag_n), "sensitivity": list(sensitivity) if sensitivity else None,
+            "assurance": None, "age_groups": metrics["age_groups"],
+        }
+    report = _exact_report(exact, metrics, n_boot, seed, min_flag_n, sensitivity)
+    report.update(source=preds.source, n=len(preds), age_groups=metrics.get("age_groups"))
+    return report
+
+
+def _exact_report(preds: Predictions, metrics: dict[str, Any], n_boot: int, seed: int, min_flag_n: int,
+                  sensitivity: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """:func:`build_report` of the faces with exact ages; ``metrics`` is the :func:`evaluate_predictions` result."""
     err = preds.age_pred - preds.age_true
     groups = age_group_tables(preds, n_boot, seed, min_flag_n)
     flagged = sorted(
@@ -76,9 +100,7 @@ def build_report(preds: Predictions, n_boot: int = 1000, seed: int = 0, min_flag
         "min_flag_n": min_flag_n,
         "n_boot": n_boot,
         "overall": age_group_row(np.abs(err), err, n_boot, seed),
-        "metrics": evaluate_predictions(preds.age_pred, preds.age_true, gender=preds.gender, race=preds.race,
-                                        gender_prob=preds.gender_prob if np.any(preds.gender >= 0) else None,
-                                        race_pred=preds.race_pred),
+        "metrics": metrics,
         "groups": groups,
         "flagged": flagged,
         "gender": gender_tables(preds, n_boot, seed, min_flag_n),
@@ -106,7 +128,8 @@ def write_report(report: Mapping[str, Any], preds: Predictions, out_dir: str | P
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures = write_plots(report, preds, out / "plots") if plots else {}
+    exact = preds.select(~preds.grouped())
+    figures = write_plots(report, exact, out / "plots") if plots and len(exact) else {}
     paths = {"html": out / "report.html", "markdown": out / "report.md", "json": out / "report.json"}
     write_text_atomic(paths["html"], render_html(report, figures))
     write_text_atomic(paths["markdown"], render_markdown(report, figures, out))

@@ -23,7 +23,8 @@ class FaceChips:
     Args:
         input_config: the model's ``config["input"]`` (``image_size``, ``mean``, ``std``, ``crop``, ``alignment``).
         detect: find and align faces with dlib; ``False`` takes the whole image as one aligned face.
-        detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
+        detector: ``"yunet"`` (OpenCV Zoo's, :mod:`faceage.data.yunet`; the default), ``"blazeface"``
+            (MediaPipe's, :mod:`faceage.data.blazeface`), ``"hog"`` or ``"cnn"``
             (dlib's HOG or MMOD).
         thorough: BlazeFace's corner tiles on every image; HOG always upsampled, weak hits confirmed by the CNN (see
             :class:`faceage.data.detect.FaceDetector`).

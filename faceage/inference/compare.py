@@ -54,7 +54,7 @@ class FaceComparer:
         engine: ``auto`` (ONNX Runtime when the age model directory has ``model.onnx``, else torch), ``torch`` or
             ``onnx`` (age models only; pair models run with torch).
         detect: detect and align the largest face; ``False`` takes each image as an aligned face.
-        detector: ``blazeface`` (the default), ``hog`` or ``cnn`` (see :class:`faceage.inference.predictor.Predictor`).
+        detector: ``yunet`` (the default), ``blazeface``, ``hog`` or ``cnn`` (see :class:`faceage.inference.predictor.Predictor`).
         batch_size: images (or pairs) per forward pass.
         workers: image decoding threads (default: :func:`faceage.inference.predictor.default_workers`).
         threads: intra-op threads of the engine.

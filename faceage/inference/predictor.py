@@ -144,8 +144,9 @@ class Predictor:
         engine: ``"torch"``, ``"onnx"`` (needs ``model.onnx`` in the model directory; never imports torch) or
             ``"auto"`` (default, as in ``faceage predict``, so both give the same answer for a face): ONNX Runtime when
             the model directory has ``model.onnx``, else torch (:func:`faceage.inference.engines.resolve_engine`).
-        detect: find and align faces with dlib; ``False`` treats each image as one pre-cropped aligned face.
-        detector: ``"blazeface"`` (MediaPipe's, :mod:`faceage.data.blazeface`; the default), ``"hog"`` or ``"cnn"``
+        detect: find and align faces; ``False`` treats each image as one pre-cropped aligned face.
+        detector: ``"yunet"`` (OpenCV Zoo's, :mod:`faceage.data.yunet`; the default), ``"blazeface"``
+            (MediaPipe's, :mod:`faceage.data.blazeface`), ``"hog"`` or ``"cnn"``
             (dlib's HOG or MMOD).
         thorough: smaller faces everywhere, slower: BlazeFace also searches four corner tiles of every photo; HOG is
             always upsampled and its weak hits confirmed by dlib's CNN (:class:`faceage.data.detect.FaceDetector`).

@@ -65,7 +65,11 @@ class AgeModel(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images ``(B, 3, S, S)`` normalised -> ``{"age_logits": (B, K), "gender_logit": (B,)?, "race_logits": (B, 5)?,
         "features": (B, F)}``."""
-        features = self.backbone(images)
+        return self.forward_heads(self.backbone(images), images)
+
+    def forward_heads(self, features: torch.Tensor, images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The heads on backbone ``features`` ``(B, F)``: :meth:`forward`'s outputs; ``images`` only for
+        ``gender_net``, which reads them."""
         dropped = self.dropout(features)
         out = {"features": features, "age_logits": self.head(dropped)}
         if self.gender_head is not None:
@@ -91,10 +95,13 @@ class AgeModel(nn.Module):
         gender_weight: float = 1.0,
         races: torch.Tensor | None = None,
         race_weight: float = 1.0,
+        age_lows: torch.Tensor | None = None,
+        age_highs: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Age loss plus (multitask) masked gender BCE and race cross-entropy; ``genders``/``races`` use -1 for
-        unknown. Returns named terms and ``loss``."""
-        terms = {"age_loss": self.head.loss(out["age_logits"], ages)}
+        unknown; ``age_lows``/``age_highs`` ``(B,)`` are age-group bounds (equal to ``ages`` for exact ages, see
+        :meth:`~faceage.models.heads.base.AgeHead.label_loss`). Returns named terms and ``loss``."""
+        terms = {"age_loss": self.head.label_loss(out["age_logits"], ages, age_lows, age_highs)}
         total = terms["age_loss"]
         if "gender_logit" in out and genders is not None:
             known = genders >= 0

@@ -118,7 +118,8 @@ def _as_list(value: Any) -> list:
 
 # ---- the typed config of an age model ------------------------------------------------------------------------------
 # keys config.json may carry besides the model's own: written by save_pretrained, fit, calibrate, export
-METADATA_KEYS = ("faceage_version", "metrics", "training", "weights_dtype", "onnx", "calibration", "members_from")
+METADATA_KEYS = ("faceage_version", "metrics", "training", "weights_dtype", "onnx", "calibration", "members_from",
+                 "lineage")
 INPUT_KEYS = ("image_size", "mean", "std", "crop", "alignment")
 
 

@@ -100,14 +100,14 @@ def read_directory_config(directory: str | Path, what: str = "model") -> dict:
 def load_directory(directory: str | Path, build: Callable[[dict], Any] | None = None, what: str = "model"):
     """Loads a model directory: rebuilds the architecture from ``config.json`` (with ``build``, default the builder
     of the config's :func:`model_kind`), then loads the safetensors weights; returns the model in eval mode. A
-    ``calibration`` fitted by ``faceage calibrate`` is kept in ``model.config`` so saving and export carry it."""
+    ``calibration`` fitted by ``faceage calibrate`` and the ``lineage`` are kept in ``model.config`` (:data:`CARRIED`)
+    so saving and export carry them."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     config = read_directory_config(directory, what)
     model = _built(build or builder(model_kind(config)), config, directory / CONFIG_NAME)
-    if "calibration" in config:
-        model.config["calibration"] = config["calibration"]
+    _carry(config, model)
     model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
     return model.eval()
 
@@ -248,8 +248,19 @@ def model_from_checkpoint(ckpt: dict, source: str | Path):
     key = "pair_model_config" if kind == "pair" else "model_config"
     config = validate_model_config(ckpt[key], f"{source}: {key}")
     model = _built(builder(model_kind(config)), config, f"{source}: {key}")
+    _carry(config, model)
     model.load_state_dict(model_state(ckpt["state_dict"]))
     return model.eval()
+
+
+# metadata a loaded model keeps in its config, so that saving or exporting it writes them again
+CARRIED = ("calibration", "lineage")
+
+
+def _carry(config: dict, model) -> None:
+    for key in CARRIED:
+        if key in config and isinstance(getattr(model, "config", None), dict):
+            model.config[key] = config[key]
 
 
 def source_kind(source: str | Path) -> str | None:

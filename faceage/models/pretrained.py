@@ -53,4 +53,7 @@ def start_from(model, source: str | Path) -> list[str]:
             raise ValueError(f"{directory}: {name} has shape {tuple(tensor.shape)}, the recipe's model "
                              f"{tuple(state[name].shape)}")
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in weights.items() if k in state}, strict=False)
+    from faceage.models.lineage import lineage_of
+
+    model.config["lineage"] = lineage_of(config, str(source))  # what the start has seen, carried on
     return [name for name in state if name not in weights]

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -20,7 +21,9 @@ from faceage.models.age_model import DEFAULT_ALIGNMENT, AgeModel
 from faceage.models.ages import reported_age
 from faceage.models.backbones import freeze_frozen_batchnorm
 from faceage.models.config import AgeModelConfig
+from faceage.models.heads.base import GROUPS_REFUSED
 from faceage.training.distill import Teacher, soft_target_loss
+from faceage.training.feature_store import StoredFeatures
 from faceage.training.optim import OptimConfig, StartAnchor, configure_optimizers
 
 # the pretrained networks: trained at optim.backbone_lr, anchored by L2-SP, frozen while a linear probe trains
@@ -42,6 +45,10 @@ class BackboneConfig:
         alignment: how raw photos are aligned into chips like the training chips.
         probe_epochs: linear probe, then fine-tune (LP-FT, Kumar et al. 2022): the first N epochs train the heads
             alone, the pretrained networks frozen with their batch-norm statistics; then ``transfer`` applies.
+        feature_store: with ``transfer`` ``frozen`` or ``partial``, compute the frozen layers once per face and view,
+            store them on disk and train the rest on the stored activations (:mod:`faceage.training.feature_store`).
+        feature_views: stored views per training face (view 0 unaugmented, the others augmented by ``data.augment``).
+        feature_dir: stores' folder (default ``$FACEAGE_CACHE/features`` or ``~/.cache/faceage/features``).
     """
 
     name: str = "resnet18"
@@ -53,6 +60,9 @@ class BackboneConfig:
     dropout: float = 0.0
     alignment: dict = field(default_factory=lambda: dict(DEFAULT_ALIGNMENT))
     probe_epochs: int = 0
+    feature_store: bool = False
+    feature_views: int = 4
+    feature_dir: str | None = None
 
 
 @dataclass
@@ -131,6 +141,10 @@ class AgeModule(L.LightningModule):
         )
         self.model = AgeModel(config, pretrained=b.pretrained and b.transfer != "scratch")
         self.model.set_transfer(b.transfer, b.unfreeze_last)
+        from faceage.models.lineage import start_lineage
+
+        # what the start has seen (init_from replaces it with its source's); the fit adds its datasets (on_fit_start)
+        self.model.config["lineage"] = start_lineage(b.name, b.pretrained and b.transfer != "scratch", gender_net)
         if h.init == "backbone":
             if b.name != "cydral_resnet10" or not b.pretrained:
                 raise ValueError(f"head.init 'backbone' needs a pretrained backbone with its own age classifier (cydral_resnet10), not {b.name!r}")
@@ -151,6 +165,9 @@ class AgeModule(L.LightningModule):
                       f"{', ...' if len(kept) > 4 else ''})")
         if b.probe_epochs < 0:
             raise ValueError(f"backbone.probe_epochs must be >= 0, got {b.probe_epochs}")
+        # frozen layers computed once and stored; kept out of the module tree (it shares the backbone's weights)
+        self._store = [StoredFeatures(self.model, b.transfer, b.unfreeze_last, b.feature_views, b.feature_dir,
+                                      teacher=bool(teacher), probe_epochs=b.probe_epochs)] if b.feature_store else []
         # L2-SP's anchor: the pretrained weights as built, before any checkpoint is loaded; outside the module tree
         self._anchor = [StartAnchor(p for n, p in self.model.named_parameters() if n.startswith(PRETRAINED_PARTS))] if self.optim_config.l2_sp else []
         self.gender_weight = gender_weight
@@ -170,6 +187,10 @@ class AgeModule(L.LightningModule):
         self.cs5 = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.gender_acc = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.race_acc = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        # faces labelled with an age group: share predicted inside the group, mean years outside it
+        self.group_inside = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.group_outside = torch.nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self._seen = {"exact": False, "grouped": False}
         self._test_outputs: list[dict] = []
 
     # ---- steps --------------------------------------------------------------------------------------------------
@@ -184,28 +205,28 @@ class AgeModule(L.LightningModule):
         if batch is None:
             return None
         ages = batch["age"].float()
-        out = self.model(batch["image"])
-        terms = self.model.loss(out, ages, batch["gender"], self.gender_weight, batch["race"], self.race_weight)
+        # age-group bounds; an exact age is its own one-year group
+        lows, highs = batch.get("age_low", ages).float(), batch.get("age_high", ages).float()
+        out = self._store[0].forward(self.model, batch["features"]) if "features" in batch else self.model(batch["image"])
+        terms = self.model.loss(out, ages, batch["gender"], self.gender_weight, batch["race"], self.race_weight, lows, highs)
         if stage == "train" and self.teacher_sources:
             terms = self._distill(batch["image"], out, terms)
         n = len(ages)
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True, prog_bar=name == "loss", batch_size=n, sync_dist=stage != "train")
+        exact = highs <= lows
+        n_exact = int(exact.sum())
         if stage == "train":
-            self.mae["train_"](self.model.head.predict(out["age_logits"].detach()), ages)
-            self.log("train/mae", self.mae["train_"], on_step=False, on_epoch=True, batch_size=n)
+            if n_exact:  # the MAE of exact ages only: a grouped face's age is only its group's representative
+                self.mae["train_"](self.model.head.predict(out["age_logits"].detach())[exact], ages[exact])
+                self.log("train/mae", self.mae["train_"], on_step=False, on_epoch=True, batch_size=n_exact)
             return terms["loss"]
         pred = self.predict_batch(batch["image"]) if self.tta_flip else self.model.decode(out)
         pred["age"] = reported_age(pred["age"], self.model.config["round_ages"])
-        err = (pred["age"] - ages).abs()
-        self.mae[f"{stage}_"](pred["age"], ages)
-        self.cs5[f"{stage}_"].update((err <= 5).float())
-        several = len(self._sources()) > 1 and "source" in batch
-        if several:
-            self._add_source_errors(batch["source"], err)
-        # with several datasets, {stage}/mae is the mean of their MAEs (logged at epoch end); this is all faces pooled
-        self.log(f"{stage}/mae_pooled" if several else f"{stage}/mae", self.mae[f"{stage}_"], on_epoch=True, prog_bar=not several, batch_size=n)
-        self.log(f"{stage}/cs5", self.cs5[f"{stage}_"], on_epoch=True, batch_size=n)
+        if n_exact:
+            self._log_exact_ages(stage, batch, pred["age"][exact], ages[exact], exact)
+        if n_exact < n:
+            self._log_age_groups(stage, pred["age"][~exact], lows[~exact], highs[~exact])
         if "gender_prob" in pred:
             known = batch["gender"] >= 0
             if known.any():
@@ -217,7 +238,8 @@ class AgeModule(L.LightningModule):
                 self.race_acc[f"{stage}_"].update((pred["race_probs"][known].argmax(dim=1) == batch["race"][known]).float())
                 self.log(f"{stage}/race_acc", self.race_acc[f"{stage}_"], on_epoch=True, batch_size=int(known.sum()))
         if stage == "test":
-            row = {"index": batch["index"], "age": ages, "pred": pred["age"], "gender": batch["gender"], "race": batch["race"]}
+            row = {"index": batch["index"], "age": ages, "pred": pred["age"], "gender": batch["gender"], "race": batch["race"],
+                   "age_low": lows, "age_high": highs}
             if "gender_prob" in pred:
                 row["gender_prob"] = pred["gender_prob"]
             if "race_probs" in pred:
@@ -227,6 +249,40 @@ class AgeModule(L.LightningModule):
                 row["distribution"] = pred["distribution"]  # for the age-assurance figures (calibrated intervals, P(age >= N))
             self._test_outputs.append({k: v.detach().cpu() for k, v in row.items()})
         return terms["loss"]
+
+    def _log_exact_ages(self, stage: str, batch: dict, pred: torch.Tensor, ages: torch.Tensor, exact: torch.Tensor) -> None:
+        """MAE and CS@5 of the exact-age faces of a validation/test batch."""
+        err = (pred - ages).abs()
+        self.mae[f"{stage}_"](pred, ages)
+        self.cs5[f"{stage}_"].update((err <= 5).float())
+        several = len(self._sources()) > 1 and "source" in batch
+        if several:
+            self._add_source_errors(batch["source"][exact], err)
+        # with several datasets, {stage}/mae is the mean of their MAEs (logged at epoch end); this is all faces pooled
+        n = len(ages)
+        self.log(f"{stage}/mae_pooled" if several else f"{stage}/mae", self.mae[f"{stage}_"], on_epoch=True, prog_bar=not several, batch_size=n)
+        self.log(f"{stage}/cs5", self.cs5[f"{stage}_"], on_epoch=True, batch_size=n)
+        self._seen["exact"] = True
+
+    def _log_age_groups(self, stage: str, pred: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> None:
+        """``{stage}/group_inside`` and ``{stage}/group_years_outside`` of the faces labelled with age groups (see
+        :func:`faceage.evaluation.age_groups.group_metrics`)."""
+        from faceage.evaluation.age_groups import signed_years_outside
+
+        inside = (pred >= lows - 0.5) & (pred < highs + 0.5)
+        self.group_inside[f"{stage}_"].update(inside.float())
+        self.group_outside[f"{stage}_"].update(signed_years_outside(pred, lows, highs).abs())
+        n = len(pred)
+        self.log(f"{stage}/group_inside", self.group_inside[f"{stage}_"], on_epoch=True, batch_size=n)
+        self.log(f"{stage}/group_years_outside", self.group_outside[f"{stage}_"], on_epoch=True, batch_size=n)
+        self._seen["grouped"] = True
+
+    def _log_groups_as_mae(self, stage: str) -> None:
+        """When every face of the epoch carried an age group, ``{stage}/mae`` (what checkpoints and early stopping
+        follow) is their mean years outside the group: there is no exact age to take an MAE of."""
+        if self._seen["grouped"] and not self._seen["exact"]:
+            self.log(f"{stage}/mae", self.group_outside[f"{stage}_"].compute(), prog_bar=True)
+        self._seen = {"exact": False, "grouped": False}
 
     # ---- per-dataset validation (multi-dataset recipes) ----------------------------------------------------------
     def _sources(self) -> list[str]:
@@ -261,14 +317,26 @@ class AgeModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._source_sums = self._source_counts = None
+        self._seen = {"exact": False, "grouped": False}
 
     def on_validation_epoch_end(self) -> None:
         self._log_source_maes("val")
+        self._log_groups_as_mae("val")
 
     def on_fit_start(self) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        grouped = hasattr(data, "training_records") and any(r.is_grouped for r in data.training_records())
+        if grouped and not self.model.head.supports_groups:  # before the first step, not at the first grouped batch
+            raise ValueError(GROUPS_REFUSED.format(head=self.head_config.name))
         self.teacher()  # a missing or incompatible teacher fails before the first step
+        if data is not None:
+            from faceage.models.lineage import add_fit
+
+            self.model.config["lineage"] = add_fit(self.model.config.get("lineage", []), fit_datasets(data))
         if self.trainer.is_global_zero:
             describe_fit_data(self, getattr(self.trainer, "datamodule", None))
+        if self._store and getattr(self.trainer, "datamodule", None) is not None:
+            self._store[0].attach(self.trainer, self.trainer.datamodule, live_validation=self.tta_flip)
 
     def teacher(self) -> Teacher | None:
         """The distillation teacher (loaded on first use), or ``None`` without one."""
@@ -299,9 +367,11 @@ class AgeModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
         self._source_sums = self._source_counts = None
+        self._seen = {"exact": False, "grouped": False}
 
     def on_test_epoch_end(self) -> None:
         self._log_source_maes("test")
+        self._seen = {"exact": False, "grouped": False}
         if not self._test_outputs:
             return
         rows = {k: torch.cat([o[k] for o in self._test_outputs]) for k in self._test_outputs[0]}
@@ -369,6 +439,18 @@ def plain_hparams(args: dict) -> dict:
         return list(value) if isinstance(value, (list, tuple)) else value
 
     return {k: plain(v) for k, v in args.items() if k not in ("self", "__class__")}
+
+
+def fit_datasets(data) -> list[str]:
+    """The names of the datasets a fit trains on, for the model's lineage: each ``data.datasets`` entry's label, or
+    the one dataset's reader name (its folder's name for ``auto`` and ``csv``)."""
+    specs = getattr(data, "specs", None)
+    if specs:
+        return [s.label or s.name for s in specs]
+    name, root = getattr(data, "dataset", None), getattr(data, "root", None)
+    if name in (None, "auto", "csv") and root:
+        return [Path(str(root)).name]
+    return [str(name or "unknown")]
 
 
 def describe_fit_data(module: AgeModule, data) -> None:

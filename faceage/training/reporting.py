@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
 def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None) -> Path:
-    """Writes ``test_results.json``, ``test_predictions.csv`` and PNG plots to ``<log_dir>/test``."""
+    """Writes ``test_results.json``, ``test_predictions.csv`` and PNG plots to ``<log_dir>/test``.
+
+    Faces labelled with an age group are scored by group (``"age_groups"`` in the JSON, ``group_low``/``group_high``
+    columns in the CSV); MAE, the plots and the assurance figures use the exact-age faces only.
+    """
     from faceage.evaluation import evaluate_predictions, save_all_plots
 
     trainer = module.trainer
@@ -22,26 +27,37 @@ def write_test_report(module, rows: dict[str, torch.Tensor], log_dir: str | None
     race = rows["race"].numpy()
     gprob = rows["gender_prob"].numpy() if "gender_prob" in rows else None
     intervals = rows["interval"].numpy() if "interval" in rows else None
+    grouped = (rows["age_high"] > rows["age_low"]).numpy() if "age_low" in rows else np.zeros(len(pred), bool)
+    group_low = np.where(grouped, rows["age_low"].numpy(), np.nan) if grouped.any() else None
+    group_high = np.where(grouped, rows["age_high"].numpy(), np.nan) if grouped.any() else None
     result = evaluate_predictions(
         pred, true, gender=gender, race=race,
         gender_pred=None if gprob is None else (gprob > 0.5).astype(int), gender_prob=gprob, intervals=intervals,
-        race_pred=rows["race_pred"].numpy() if "race_pred" in rows else None,
+        race_pred=rows["race_pred"].numpy() if "race_pred" in rows else None, group_low=group_low, group_high=group_high,
     )
     dataset = trainer.datamodule.datasets["test"] if trainer.datamodule is not None else None
     if dataset is not None:
         result["n_unreadable"] = len(dataset.failed)
         paths = [dataset.records[int(i)].path for i in rows["index"]]
         with open(out / "test_predictions.csv", "w") as f:
-            f.write("file,age_true,age_pred\n")
-            for p, t, y in zip(paths, true, pred):
-                f.write(f"{p},{t:g},{y:.2f}\n")
-    if "distribution" in rows:
-        result["assurance"] = test_assurance(module.model.config, rows["distribution"].numpy(), pred, true, gender, race, intervals)
+            f.write("file,age_true,age_pred" + (",group_low,group_high\n" if group_low is not None else "\n"))
+            for i, (p, t, y) in enumerate(zip(paths, true, pred)):
+                bounds = "" if group_low is None else "," if not grouped[i] else f",{group_low[i]:g},{group_high[i]:g}"
+                f.write(f"{p},{t:g},{y:.2f}{bounds}\n")
+    exact = ~grouped
+    if "distribution" in rows and exact.any():
+        e = lambda a: None if a is None else a[exact]
+        result["assurance"] = test_assurance(module.model.config, rows["distribution"].numpy()[exact], pred[exact], true[exact],
+                                             gender[exact], race[exact], e(intervals))
     result["model"] = module.model.config
     (out / "test_results.json").write_text(json.dumps(result, indent=2))
-    written = save_all_plots(pred, true, result, out, log_dir=log_dir)
-    overall = result["overall"]
-    print(f"test: n={overall['n']} MAE {overall['mae']:.3f} RMSE {overall['rmse']:.3f} CS@5 {overall['cs@5']:.3f}")
+    written = save_all_plots(pred[exact], true[exact], result, out, log_dir=log_dir) if exact.any() else []
+    if "overall" in result:
+        overall = result["overall"]
+        print(f"test: n={overall['n']} MAE {overall['mae']:.3f} RMSE {overall['rmse']:.3f} CS@5 {overall['cs@5']:.3f}")
+    if "age_groups" in result:
+        g = result["age_groups"]
+        print(f"test (age groups): n={g['n']} inside {g['inside']:.3f} years outside {g['years_outside']:.2f} bias {g['bias']:+.2f}")
     print(f"results: {out / 'test_results.json'}; plots: {', '.join(str(p) for p in written)}")
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from faceage.data.batch_augment import BatchAugment
@@ -84,3 +86,19 @@ def test_photo_effects_apply_to_the_chosen_share_and_are_seeded():
     assert torch.equal(a, b)
     changed = ((a - _pixels(NONE, x)).abs().flatten(1).max(dim=1).values > 1e-4).float().mean()
     assert 0.1 < changed < 0.45
+
+
+def test_erasing_hides_one_rectangle_of_each_chosen_face():
+    x = torch.full((200, 3, 40, 40), 128, dtype=torch.uint8)  # flat grey faces: any change is the erased rectangle
+    plain = BatchAugment(CONFIG, NONE)(x, seed=0)
+    out = BatchAugment(CONFIG, replace(NONE, erasing=0.5))(x, seed=3)
+    changed = (out != plain).any(1)  # (B, 32, 32) pixels that changed
+    hit = changed.flatten(1).any(1)
+    assert 0.35 < hit.float().mean() < 0.65  # about half the faces
+    for face in changed[hit]:
+        rows, cols = face.any(1).nonzero().flatten(), face.any(0).nonzero().flatten()
+        box = face[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.float().mean() > 0.95  # one filled rectangle (noise may equal grey in a few pixels)
+        assert 0.01 < box.numel() / face.numel() <= 0.34  # 2-33% of the face, as torchvision's RandomErasing
+    again = BatchAugment(CONFIG, replace(NONE, erasing=0.5))(x, seed=3)
+    assert torch.equal(out, again)  # seeded by the batch like every other parameter

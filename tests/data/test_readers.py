@@ -78,7 +78,7 @@ def assert_sorted_and_counted(records, report) -> None:
 
 
 def test_registry_has_every_reader():
-    assert READERS.names() == sorted(["utkface", "afad", "cacd", "appa_real", "fgnet", "aaf", "csv"])
+    assert READERS.names() == sorted(["utkface", "afad", "cacd", "appa_real", "fgnet", "aaf", "fairface", "csv"])
     with pytest.raises(KeyError, match="utkface"):
         read_dataset("no_such_dataset", ".")
 

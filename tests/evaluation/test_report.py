@@ -194,3 +194,35 @@ def test_race_predictions_are_scored_and_rendered(tmp_path):
     assert "## Race classification (recall by true race)" in md and "| asian | 10 | 0.500 |" in md
     assert "Race accuracy 0.750 (balanced 0.750, n=20)" in md
     assert "Race classification" in rep.render_html(report)
+
+
+def test_middle_face_is_the_one_holding_the_centre():
+    from types import SimpleNamespace
+
+    from faceage.data.boxes import middle_face
+
+    beside = SimpleNamespace(box=(0, 0, 150, 150))
+    middle = SimpleNamespace(box=(180, 170, 300, 290))
+    wide = SimpleNamespace(box=(100, 100, 400, 400))  # holds the centre too, but its own centre is further away
+    assert middle_face([beside, wide, middle], (448, 448)) is middle
+    assert middle_face([beside], (448, 448)) is None
+    assert middle_face([], (448, 448)) is None
+
+
+def test_cli_detect_scores_the_middle_face_of_photos(tmp_path, capsys):
+    """`faceage report --detect` on photos labelled with age groups: the astronaut padded into the middle of a wider
+    photo, labelled 40-49 and 0-2, with the bundled model: one inside, one outside, both found."""
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = Image.new("RGB", (900, 900), (90, 90, 90))
+    photo.paste(Image.fromarray(skimage_data.astronaut()), (225, 325))  # her face (around 225, 125) in the middle
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        photo.save(root / name, quality=95)
+    (root / "labels.csv").write_text("file,age_group,gender\na.jpg,20-49,female\nb.jpg,0-2,female\n")
+    from faceage.models.pretrained import bundled_model_dir
+
+    assert report_main(["--model", str(bundled_model_dir()), "--data", str(root), "--dataset", "fairface", "--split", "all",
+                        "--detect", "--engine", "onnx", "--output", str(tmp_path / "rep"), "--quiet", "--n-boot", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "Age groups: 50.0% of 2 faces predicted inside their group" in out

@@ -34,7 +34,7 @@ from typing import Any
 
 from faceage._registry import Registry
 from faceage.data.images import IMAGE_EXTENSIONS, check_image_header, is_image_file
-from faceage.data.records import MAX_VALID_AGE, MIN_VALID_AGE, RACES, FaceRecord, ReadReport, drop_duplicates
+from faceage.data.records import MAX_VALID_AGE, MIN_VALID_AGE, RACES, FaceRecord, ReadReport, drop_duplicates, group_age
 
 Reader = Callable[..., tuple[list[FaceRecord], ReadReport]]
 READERS: Registry[Reader] = Registry("dataset")
@@ -50,6 +50,9 @@ MISSING_RACE = "missing race field"
 FILE_NOT_FOUND = "file not found"
 NOT_IMAGE_EXTENSION = "not an image file (extension)"
 MISSING_PATH = "missing file path"
+UNPARSEABLE_AGE_GROUP = "unparseable age group"
+AGE_GROUP_REVERSED = "age group with low > high"
+INCOMPLETE_AGE_GROUP = "age_low or age_high missing"
 
 # Header names that metadata CSVs use for the image file and for the identity (matched lower-cased).
 FILE_COLUMNS = ("file", "path", "filename", "file_name", "image", "image_name", "image_path", "img", "img_path")
@@ -65,6 +68,11 @@ _RACE_WORDS = {name: i for i, name in enumerate(RACES)} | {
     "african-american": 1,
 }
 DIGITS = re.compile(r"\d+")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+# "25-32", "25 - 32", "25–32", "(25, 32)" (Adience), "[25, 32]", "25 to 32"
+_GROUP_RANGE = re.compile(rf"[(\[]?\s*{_NUMBER}\s*(?:-|–|,|to)\s*{_NUMBER}\s*[)\]]?")
+# "60+", "more than 70" (FairFace's spelling of 70+), "over 70", "70 and over", "70 or older"
+_GROUP_OPEN = re.compile(rf"{_NUMBER}\s*\+|(?:more than|over|above)\s+{_NUMBER}|{_NUMBER}\s+(?:and|or)\s+(?:over|more|older|above)")
 
 
 class LabelError(ValueError):
@@ -126,6 +134,60 @@ def parse_age(value: object, *, integer: bool = False) -> float:
     if not MIN_VALID_AGE <= age <= MAX_VALID_AGE:
         raise LabelError(AGE_OUT_OF_RANGE)
     return age
+
+
+def parse_age_group(value: object) -> tuple[float, float]:
+    """Parses an age group into inclusive whole-year bounds ``(low, high)``.
+
+    Accepted spellings: ``"25-32"``, ``"(25, 32)"`` (Adience), ``"[25, 32]"``, ``"25 to 32"``, and open groups
+    ``"60+"``, ``"more than 70"`` (FairFace), ``"over 70"``, ``"70 and over"``, whose ``high`` is ``MAX_VALID_AGE``.
+
+    >>> parse_age_group("(25, 32)"), parse_age_group("more than 70")
+    ((25.0, 32.0), (70.0, 120.0))
+
+    Raises:
+        LabelError: ``missing age``, ``unparseable age group``, ``age out of range`` or ``age group with low > high``.
+    """
+    if is_blank(value):
+        raise LabelError(MISSING_AGE)
+    text = str(value).strip().lower()
+    if match := _GROUP_RANGE.fullmatch(text):
+        low, high = float(match.group(1)), float(match.group(2))
+    elif match := _GROUP_OPEN.fullmatch(text):
+        low, high = float(next(g for g in match.groups() if g is not None)), float(MAX_VALID_AGE)
+    else:
+        raise LabelError(UNPARSEABLE_AGE_GROUP)
+    if not MIN_VALID_AGE <= low <= MAX_VALID_AGE or not MIN_VALID_AGE <= high <= MAX_VALID_AGE:
+        raise LabelError(AGE_OUT_OF_RANGE)
+    if low > high:
+        raise LabelError(AGE_GROUP_REVERSED)
+    return low, high
+
+
+def group_labels(low: float, high: float) -> dict[str, float]:
+    """The record fields of a face labelled with the group ``[low, high]``: ``age`` (:func:`group_age`), ``age_low``,
+    ``age_high``."""
+    return {"age": group_age(low, high), "age_low": low, "age_high": high}
+
+
+def parse_age_or_group(value: object) -> dict[str, float]:
+    """An age cell that holds either a year (``"35"``) or a group (``"(25, 32)"``, ``"60+"``), as record fields.
+
+    Returns:
+        ``{"age": age}`` for a year, :func:`group_labels` for a group.
+
+    Raises:
+        LabelError: ``missing age``, ``age out of range``, or ``unparseable age`` when it is neither.
+    """
+    try:
+        return {"age": parse_age(value)}
+    except LabelError as e:
+        if e.kind != UNPARSEABLE_AGE:
+            raise
+    try:
+        return group_labels(*parse_age_group(value))
+    except LabelError as e:
+        raise LabelError(UNPARSEABLE_AGE if e.kind == UNPARSEABLE_AGE_GROUP else e.kind) from None
 
 
 def integral_text(value: object) -> str:

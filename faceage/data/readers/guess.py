@@ -23,9 +23,21 @@ def _names(root: Path) -> list[str]:
     return [p.name.split(".")[0] for p in itertools.islice(files, SAMPLE)]
 
 
+def _labels_csv_reader(root: Path) -> str | None:
+    """``fairface`` for a ``labels.csv`` with an ``age_group`` but no ``age`` column, ``csv`` for another
+    ``labels.csv``, ``None`` without one."""
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        return None
+    with open(labels, encoding="utf-8-sig") as f:
+        header = [h.strip().lower() for h in f.readline().replace(";", ",").replace("\t", ",").split(",")]
+    return "fairface" if "age_group" in header and "age" not in header else "csv"
+
+
 def guess_reader(root: str | os.PathLike) -> str:
     """The reader name for ``root``: ``csv`` for a CSV file, ``appa_real`` when APPA-REAL's ``gt_avg_*.csv`` are
-    there, ``afad`` for its ``AGE/GENDER/`` folders, else the name pattern most of its image files match.
+    there, ``afad`` for its ``AGE/GENDER/`` folders, else the name pattern most of its image files match, else
+    ``fairface`` or ``csv`` for a folder with a ``labels.csv`` (``fairface`` when it has ``age_group`` and no ``age``).
 
     Raises:
         ValueError: naming the folder when nothing matches (pass the reader by name then).
@@ -44,6 +56,9 @@ def guess_reader(root: str | os.PathLike) -> str:
     counts = {reader: sum(1 for n in names if pattern.fullmatch(n)) for reader, pattern in NAME_PATTERNS}
     best = max(counts, key=counts.get)
     if not names or counts[best] < len(names) / 2:
+        labelled = _labels_csv_reader(root)
+        if labelled is not None:
+            return labelled
         raise ValueError(f"{root}: cannot tell which dataset this is from its file names; pass --dataset "
-                         "(utkface, afad, cacd, appa_real, fgnet, aaf, csv)")
+                         "(utkface, afad, cacd, appa_real, fgnet, aaf, fairface, csv)")
     return best

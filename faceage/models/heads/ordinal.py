@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from coral_pytorch.dataset import corn_label_from_logits, levels_from_labelbatch
 from coral_pytorch.layers import CoralLayer
 from coral_pytorch.losses import coral_loss, corn_loss
 from torch import nn
 
-from faceage.models.heads.base import HEADS, AgeHead, cumulative_to_distribution
+from faceage.models.heads.base import GROUPS_REFUSED, HEADS, AgeHead, cumulative_to_distribution
 
 
 @HEADS.register("coral")
@@ -31,6 +32,16 @@ class CoralHead(AgeHead):
         levels = levels_from_labelbatch(self.age_to_index(ages).cpu(), num_classes=self.num_ages).to(logits)
         return coral_loss(logits, levels)
 
+    def interval_loss(self, logits: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+        """Age groups: CORAL's loss on the tasks the group settles. Task ``k`` ("age > min_age + k") is true below the
+        group's first year and false from its last year; the tasks inside the group carry no label. Equals
+        :meth:`loss` when ``low == high``."""
+        low, high = self.age_to_index(lows), self.age_to_index(highs)
+        k = torch.arange(self.num_ages - 1, device=logits.device)[None, :]
+        known = (k < low[:, None]) | (k >= high[:, None])
+        bce = F.binary_cross_entropy_with_logits(logits, (k < low[:, None]).to(logits.dtype), reduction="none")
+        return (bce * known).sum(dim=1).mean()
+
     def exceedance(self, logits: torch.Tensor) -> torch.Tensor:
         """``P(age > min_age + k)`` for ``k = 0..K-2``, shape ``(B, K-1)``."""
         return logits.sigmoid()
@@ -47,7 +58,12 @@ class CoralHead(AgeHead):
 
 @HEADS.register("corn")
 class CornHead(AgeHead):
-    """CORN: conditional binary tasks "age > k given age > k-1"; exceedance is their cumulative product."""
+    """CORN: conditional binary tasks "age > k given age > k-1"; exceedance is their cumulative product.
+
+    Age-group labels are refused: inside a group the conditioning of its tasks is unknown.
+    """
+
+    supports_groups = False
 
     def __init__(self, in_features: int, min_age: int = 0, max_age: int = 110) -> None:
         super().__init__(in_features, min_age, max_age)
@@ -55,6 +71,9 @@ class CornHead(AgeHead):
 
     def loss(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
         return corn_loss(logits, self.age_to_index(ages), num_classes=self.num_ages)
+
+    def interval_loss(self, logits: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+        raise ValueError(GROUPS_REFUSED.format(head="corn"))
 
     def exceedance(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.sigmoid().cumprod(dim=1)

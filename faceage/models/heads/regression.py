@@ -25,6 +25,13 @@ class _RegressionHead(AgeHead):
     def _error(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
         return (self.predict(logits) - ages.clamp(self.min_age, self.max_age)) / self.scale
 
+    def _outside(self, logits: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+        """Standardised distance from the prediction to the group's span ``[low - 0.5, high + 0.5]``, 0 inside."""
+        pred = self.predict(logits)
+        low = lows.to(pred).clamp(self.min_age, self.max_age) - 0.5
+        high = highs.to(pred).clamp(self.min_age, self.max_age) + 0.5
+        return ((low - pred).clamp_min(0) + (pred - high).clamp_min(0)) / self.scale
+
 
 @HEADS.register("l1")
 class L1Head(_RegressionHead):
@@ -33,6 +40,10 @@ class L1Head(_RegressionHead):
     def loss(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
         return self._error(logits, ages).abs().mean()
 
+    def interval_loss(self, logits: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+        """Age groups: mean distance outside the group (zero inside), standardised like :meth:`loss`."""
+        return self._outside(logits, lows, highs).mean()
+
 
 @HEADS.register("mse")
 class MSEHead(_RegressionHead):
@@ -40,3 +51,7 @@ class MSEHead(_RegressionHead):
 
     def loss(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self._error(logits, ages), torch.zeros_like(ages))
+
+    def interval_loss(self, logits: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+        """Age groups: mean squared distance outside the group (zero inside), standardised like :meth:`loss`."""
+        return self._outside(logits, lows, highs).square().mean()
