@@ -324,19 +324,22 @@ class AgeModule(L.LightningModule):
         self._log_groups_as_mae("val")
 
     def on_fit_start(self) -> None:
+        self.teacher()  # a missing or incompatible teacher fails before the first step
         data = getattr(self.trainer, "datamodule", None)
         grouped = hasattr(data, "training_records") and any(r.is_grouped for r in data.training_records())
         if grouped and not self.model.head.supports_groups:  # before the first step, not at the first grouped batch
             raise ValueError(GROUPS_REFUSED.format(head=self.head_config.name))
-        self.teacher()  # a missing or incompatible teacher fails before the first step
         if data is not None:
             from faceage.models.lineage import add_fit
 
             self.model.config["lineage"] = add_fit(self.model.config.get("lineage", []), fit_datasets(data))
         if self.trainer.is_global_zero:
             describe_fit_data(self, getattr(self.trainer, "datamodule", None))
-        if self._store and getattr(self.trainer, "datamodule", None) is not None:
-            self._store[0].attach(self.trainer, self.trainer.datamodule, live_validation=self.tta_flip)
+        if self._store and data is not None:
+            if self.trainer.fast_dev_run:  # a check of the recipe's wiring on a batch or two: filling would run every face
+                print("model.backbone.feature_store: off for fast_dev_run (the frozen layers run live)")
+            else:
+                self._store[0].attach(self.trainer, data, live_validation=self.tta_flip)
 
     def teacher(self) -> Teacher | None:
         """The distillation teacher (loaded on first use), or ``None`` without one."""

@@ -24,13 +24,15 @@ def astronaut() -> Image.Image:
     return Image.fromarray(skimage_data.astronaut())
 
 
-def test_blazeface_is_the_default_everywhere():
-    """One default: FaceDetector's, the commands' ``--detector`` (parsed without importing dlib) and the Predictor's."""
+def test_yunet_is_the_default_everywhere():
+    """One default: FaceDetector's, the commands' ``--detector`` (parsed without importing dlib) and the Predictor's;
+    BlazeFace stays selectable."""
     from faceage.inference.chips import FaceChips
 
     p = argparse.ArgumentParser()
     add_detector_option(p)
-    assert DEFAULT_DETECTOR == "blazeface" == FaceDetector().detector == p.parse_args([]).detector
+    assert DEFAULT_DETECTOR == "yunet" == FaceDetector().detector == p.parse_args([]).detector
+    assert p.parse_args(["--detector", "blazeface"]).detector == "blazeface"
     assert FaceChips({}).detector_kind == DEFAULT_DETECTOR
     assert p.parse_args(["--detector", "hog"]).detector == "hog" and "cnn" in DETECTORS
     code = "import sys, faceage.cli._common; print('dlib' in sys.modules)"

@@ -139,6 +139,7 @@ def test_key_changes_with_weights_preprocessing_augmentation_and_records(utkface
     data.align = "always"
     assert key() != base
     data.align = "auto"
+    assert store.key(model, data, (256, 2, 2), bf16=True)[0] != base  # a bf16 recipe's activations are its own
     path = data.records[3].path
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
