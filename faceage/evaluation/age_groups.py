@@ -38,9 +38,18 @@ def signed_years_outside(ages: T, lows: T, highs: T) -> T:
     return (ages - (highs + 0.5)).clip(min=0) - ((lows - 0.5) - ages).clip(min=0)
 
 
+def inside_group(ages: T, lows: T, highs: T) -> T:
+    """Whether each age rounds into its group: ``low - 0.5 <= age < high + 0.5`` (numpy arrays or torch tensors).
+
+    >>> inside_group(np.array([19.5, 29.49, 29.5]), np.array([20.0, 20.0, 20.0]), np.array([29.0, 29.0, 29.0]))
+    array([ True,  True, False])
+    """
+    return (ages >= lows - 0.5) & (ages < highs + 0.5)
+
+
 def _summary(ages: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> dict[str, float | int]:
     signed = signed_years_outside(ages, lows, highs)
-    inside = (ages >= lows - 0.5) & (ages < highs + 0.5)
+    inside = inside_group(ages, lows, highs)
     return {
         "n": int(ages.size),
         "inside": float(np.mean(inside)),

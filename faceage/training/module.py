@@ -267,9 +267,9 @@ class AgeModule(L.LightningModule):
     def _log_age_groups(self, stage: str, pred: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> None:
         """``{stage}/group_inside`` and ``{stage}/group_years_outside`` of the faces labelled with age groups (see
         :func:`faceage.evaluation.age_groups.group_metrics`)."""
-        from faceage.evaluation.age_groups import signed_years_outside
+        from faceage.evaluation.age_groups import inside_group, signed_years_outside
 
-        inside = (pred >= lows - 0.5) & (pred < highs + 0.5)
+        inside = inside_group(pred, lows, highs)
         self.group_inside[f"{stage}_"].update(inside.float())
         self.group_outside[f"{stage}_"].update(signed_years_outside(pred, lows, highs).abs())
         n = len(pred)

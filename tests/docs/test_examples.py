@@ -26,17 +26,25 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def printed(tmp_path_factory) -> dict[str, str]:
-    """The row `faceage predict astronaut.jpg` prints, as a dict of the CSV's columns."""
+def demo(tmp_path_factory) -> Path:
+    """A folder where `faceage predict astronaut.jpg --annotate out` ran: its printed rows in ``printed.csv``, the
+    annotated photo in ``out/``."""
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("demo")
     Image.fromarray(skimage_data.astronaut()).save(folder / PHOTO, quality=95)  # as scripts/demo.py saves it
-    run = subprocess.run([str(Path(sys.executable).parent / "faceage"), "predict", PHOTO], cwd=folder,
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run([str(Path(sys.executable).parent / "faceage"), "predict", PHOTO, "--annotate", "out"],
+                         cwd=folder, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
-    rows = list(csv.DictReader(io.StringIO(run.stdout.split("summary:")[0])))
-    assert len(rows) == 1, run.stdout
+    (folder / "printed.csv").write_text(run.stdout.split("summary:")[0])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def printed(demo) -> dict[str, str]:
+    """The row `faceage predict astronaut.jpg` prints, as a dict of the CSV's columns."""
+    rows = list(csv.DictReader(io.StringIO((demo / "printed.csv").read_text())))
+    assert len(rows) == 1, rows
     return rows[0]
 
 
@@ -81,17 +89,13 @@ def test_every_label_of_the_photo_is_the_printed_one(printed):
     assert found >= 2  # the README's picture and the getting-started page's prose
 
 
-def test_the_readme_picture_is_the_printed_prediction(printed, tmp_path):
+def test_the_readme_picture_is_the_printed_prediction(demo):
     """The picture the README and the home page show is what `--annotate` draws now (same box and label)."""
     import numpy as np
     from PIL import Image
 
-    Image.fromarray(skimage_data.astronaut()).save(tmp_path / PHOTO, quality=95)
-    run = subprocess.run([str(Path(sys.executable).parent / "faceage"), "predict", PHOTO, "--annotate", "out"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-    assert run.returncode == 0, run.stderr[-2000:]
     shown = Image.open(REPO / "docs" / "predict_astronaut.png").convert("RGB")
-    drawn = Image.open(tmp_path / "out" / PHOTO).convert("RGB").resize(shown.size, Image.Resampling.LANCZOS)
+    drawn = Image.open(demo / "out" / PHOTO).convert("RGB").resize(shown.size, Image.Resampling.LANCZOS)
     # the picture is the annotated photo resized so (a box moved by a few pixels or another label: 4-5 grey levels)
     difference = np.abs(np.asarray(drawn, dtype=np.float64) - np.asarray(shown, dtype=np.float64)).mean()
     assert difference < 1.0, (f"docs/predict_astronaut.png is not what `faceage predict --annotate` draws (mean "
